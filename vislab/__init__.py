@@ -1,0 +1,3 @@
+"""vislab: MNIST digit classification and PSMNet stereo matching, in PyTorch."""
+
+__version__ = "0.1.0"

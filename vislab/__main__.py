@@ -1,0 +1,5 @@
+import sys
+
+from vislab.cli import main
+
+sys.exit(main())

@@ -1,0 +1,36 @@
+"""The ``vislab`` command: one entry point, each lab adds its own subcommands."""
+
+import argparse
+import sys
+
+from vislab import __version__
+from vislab.core.errors import VislabError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from vislab.mnist.cli import add_parser as add_mnist
+    from vislab.stereo.cli import add_parser as add_stereo
+
+    parser = argparse.ArgumentParser(prog="vislab", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"vislab {__version__}")
+    labs = parser.add_subparsers(dest="lab", required=True, metavar="{mnist,stereo}")
+    add_mnist(labs)
+    add_stereo(labs)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse, run, and turn user errors into one line on stderr and a non-zero exit."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except VislabError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

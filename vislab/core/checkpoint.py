@@ -1,0 +1,59 @@
+"""Atomic checkpoint writing and safe loading.
+
+A checkpoint is a plain dict of tensors and Python primitives, so it can always be read back with
+``torch.load(weights_only=True)``: no pickled classes, and nothing in an untrusted file can run code.
+Writes go to a temporary file in the same folder that is renamed into place, so a crash mid-write
+leaves the previous checkpoint intact.
+"""
+
+import os
+import pickle
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vislab.core.errors import VislabError
+
+
+def save_atomic(obj: dict[str, Any], path: str | os.PathLike) -> Path:
+    """Write ``obj`` with ``torch.save`` to ``path`` atomically (temp file + fsync + rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint written by vislab or a released model, safely (``weights_only=True``).
+
+    Raises VislabError (one line, naming the file) when the file is missing, is not a torch
+    checkpoint, or holds something other than a dict.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise VislabError(f"checkpoint not found: {path}")
+    try:
+        obj = torch.load(path, map_location=map_location, weights_only=True)
+    except (pickle.UnpicklingError, zipfile.BadZipFile, EOFError, RuntimeError, ValueError, OSError) as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise VislabError(f"cannot read checkpoint {path}: not a valid PyTorch checkpoint ({first_line})") from exc
+    if not isinstance(obj, dict):
+        raise VislabError(f"cannot read checkpoint {path}: expected a dict, found {type(obj).__name__}")
+    return obj
+
+
+def strip_prefix(state_dict: dict[str, torch.Tensor], prefix: str = "module.") -> dict[str, torch.Tensor]:
+    """Drop a DataParallel/DDP ``module.`` prefix from every key that has it."""
+    return {k[len(prefix):] if k.startswith(prefix) else k: v for k, v in state_dict.items()}

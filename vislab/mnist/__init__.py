@@ -1,0 +1,1 @@
+"""MNIST digit classification: data, four networks, training, evaluation, prediction."""

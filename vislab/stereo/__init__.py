@@ -1,0 +1,1 @@
+"""Stereo matching with PSMNet (Chang & Chen, CVPR 2018)."""

@@ -1,0 +1,108 @@
+"""``vislab stereo ...`` subcommands: argument parsing only; the work lives in the stereo modules."""
+
+import argparse
+import importlib
+from collections.abc import Callable
+
+from vislab.core.device import DEVICE_CHOICES
+
+
+def _lazy(target: str) -> Callable[[argparse.Namespace], int]:
+    """Import ``module:function`` only when the subcommand runs, so ``--help`` stays fast."""
+    module_name, func_name = target.split(":")
+
+    def run(args: argparse.Namespace) -> int:
+        return getattr(importlib.import_module(module_name), func_name)(args)
+
+    return run
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--weights", default=None,
+                   help="checkpoint: vislab's or an official PSMNet release (default: the shipped model)")
+    p.add_argument("--max-disp", type=int, default=None,
+                   help="disparity range, a multiple of 4 (default: the checkpoint's, else 192)")
+    p.add_argument("--align-corners", action="store_true",
+                   help="upsample with align_corners=True, as the first released weights were trained")
+    p.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
+
+
+def add_parser(labs: argparse._SubParsersAction) -> None:
+    stereo = labs.add_parser("stereo", help="PSMNet stereo matching")
+    sub = stereo.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("summary", help="layer-by-layer output shapes and parameter count")
+    p.add_argument("--model", default="stackhourglass", choices=("stackhourglass", "basic"))
+    p.add_argument("--height", type=int, default=256)
+    p.add_argument("--width", type=int, default=512)
+    p.add_argument("--max-disp", type=int, default=192)
+    p.set_defaults(func=_lazy("vislab.stereo.summary:run_summary"))
+
+    p = sub.add_parser("eval", help="EPE / D1 / bad-N on a dataset, for a model or SGBM")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--root", required=True)
+    _add_model_args(p)
+    p.add_argument("--method", default="psmnet", choices=("psmnet", "sgbm"))
+    p.add_argument("--limit", type=int, default=None, help="evaluate only the first N pairs")
+    p.add_argument("--json", dest="json_path", nargs="?", const="-", default=None,
+                   help="write results as JSON to this file (or stdout with no value)")
+    p.set_defaults(func=_lazy("vislab.stereo.evaluate:run_eval"))
+
+    p = sub.add_parser("predict", help="disparity, confidence, depth and point cloud for a stereo pair")
+    p.add_argument("left")
+    p.add_argument("right")
+    _add_model_args(p)
+    p.add_argument("--method", default="psmnet", choices=("psmnet", "sgbm"))
+    p.add_argument("--out", default="predictions")
+    p.add_argument("--calib", default=None, help="Middlebury-style calib.txt")
+    p.add_argument("--focal", type=float, default=None, help="focal length in pixels")
+    p.add_argument("--baseline", type=float, default=None, help="baseline (depth comes out in its unit)")
+    p.add_argument("--ply", action="store_true", help="also write a coloured point cloud")
+    p.add_argument("--min-confidence", type=float, default=0.0,
+                   help="drop points whose confidence is below this from the point cloud")
+    p.add_argument("--drop-discontinuities", action="store_true",
+                   help="drop points at depth discontinuities from the point cloud")
+    p.set_defaults(func=_lazy("vislab.stereo.predict:run_predict"))
+
+    p = sub.add_parser("submit", help="write a KITTI submission folder and zip")
+    p.add_argument("--dataset", required=True, choices=("kitti2015", "kitti2012"))
+    p.add_argument("--root", required=True)
+    _add_model_args(p)
+    p.add_argument("--split", default="testing", choices=("testing", "training"))
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=_lazy("vislab.stereo.submit:run_submit"))
+
+    p = sub.add_parser("train", help="train or fine-tune PSMNet")
+    p.add_argument("--dataset", required=True, action="append",
+                   help="dataset name; repeat with --root to mix several")
+    p.add_argument("--root", action="append", default=None, help="dataset root, one per --dataset")
+    p.add_argument("--config", default=None, help="a named training configuration (see README)")
+    p.add_argument("--model", default=None, choices=("stackhourglass", "basic"))
+    p.add_argument("--max-disp", type=int, default=None)
+    p.add_argument("--crop", default=None, help="HxW random crop, e.g. 256x512")
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--schedule", default=None, help="none | kitti (lr/10 after epoch 200) | step:E1,E2")
+    p.add_argument("--weights", default=None, help="start from these weights (fine-tuning)")
+    p.add_argument("--val-dataset", default=None)
+    p.add_argument("--val-root", default=None)
+    p.add_argument("--out", default="runs/stereo")
+    p.add_argument("--resume", action="store_true")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--num-workers", type=int, default=0)
+    p.add_argument("--iters", type=int, default=None, help="stop after N optimizer steps in total")
+    p.add_argument("--save-every", type=int, default=None, help="write last.pt every N steps")
+    p.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm under torchrun")
+    p.add_argument("--align-corners", action="store_true")
+    p.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
+    p.set_defaults(func=_lazy("vislab.stereo.train:run_train"))
+
+    p = sub.add_parser("synth", help="write synthetic stereo scenes in the SceneFlow layout")
+    p.add_argument("--n", type=int, default=100)
+    p.add_argument("--out", required=True)
+    p.add_argument("--height", type=int, default=256)
+    p.add_argument("--width", type=int, default=512)
+    p.add_argument("--max-disp", type=int, default=64)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_lazy("vislab.stereo.datasets.synthetic:run_synth"))
