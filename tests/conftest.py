@@ -1,0 +1,25 @@
+"""Shared fixtures: paths to the bundled MNIST copy and to the real stereo pairs in ../shared."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATASETS = Path(os.environ.get("VISLAB_SHARED_DATASETS", REPO.parent / "shared" / "datasets"))
+
+os.environ.setdefault("VISLAB_NO_PROGRESS", "1")
+
+
+@pytest.fixture(scope="session")
+def mnist_dir() -> Path:
+    return REPO / "data" / "mnist"
+
+
+@pytest.fixture(scope="session")
+def stereo_samples() -> Path:
+    """The real KITTI 2015 / Middlebury 2014 / FlyingThings3D pairs (test fixtures, never training data)."""
+    path = SHARED_DATASETS / "stereo"
+    if not path.is_dir():
+        pytest.skip(f"shared stereo samples not found at {path} (set VISLAB_SHARED_DATASETS)")
+    return path
