@@ -205,3 +205,21 @@ def test_checksums_file_is_validated(tmp_path, tiny):
         with pytest.raises(VislabError, match=problem):
             run_download(args)
     assert sum(tiny.requests.values()) == 0
+
+
+def test_cli_download_end_to_end(tiny, tmp_path, capsys):
+    from vislab.cli import main
+
+    table = tmp_path / "md5.json"
+    table.write_text(json.dumps(md5_table(tiny.files)))
+    dest = tmp_path / "mnist"
+    common = ["--checksums", str(table), "--retries", "0", "--timeout", str(TIMEOUT)]
+    assert main(["mnist", "download", str(dest), "--mirror", closed_port_url(), "--mirror", f"{tiny.url}/good/",
+                 *common]) == 0
+    out = capsys.readouterr().out
+    assert f"train-images-idx3-ubyte.gz: downloaded from {tiny.url}/good/train-images-idx3-ubyte.gz" in out
+    assert load_mnist(dest, "test")[0].shape == (10, 28, 28)
+    assert main(["mnist", "download", str(tmp_path / "other"), "--mirror", f"{tiny.url}/missing/", *common]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: could not download") and "HTTP 404" in err and err.count("\n") == 1
+    assert leftovers(tmp_path / "other") == []

@@ -1,0 +1,31 @@
+"""``vislab mnist show`` writes a labelled PNG grid; bad input gives a one-line error."""
+
+import numpy as np
+from PIL import Image
+
+from vislab.cli import main
+
+
+def test_show_writes_a_png_grid_with_the_labels(tmp_path, capsys):
+    out = tmp_path / "grid" / "samples.png"
+    assert main(["mnist", "show", "--n", "12", "--split", "test", "--out", str(out)]) == 0
+    # The first twelve test labels, printed and used as titles.
+    assert "7 2 1 0 4 1 4 9 5 9 0 6" in capsys.readouterr().out
+    with Image.open(out) as img:
+        assert img.format == "PNG"
+        width, height = img.size
+        pixels = np.asarray(img.convert("L"))
+    assert width > 2 * height  # 10 columns x 2 rows
+    assert (pixels < 30).mean() > 0.2 and (pixels > 200).mean() > 0.05  # black panels, white digits and margin
+
+
+def test_show_reads_another_copy_and_reports_bad_input(tmp_path, capsys, mnist_dir):
+    out = tmp_path / "one.png"
+    assert main(["mnist", "show", "--n", "1", "--data", str(mnist_dir), "--out", str(out)]) == 0
+    assert out.is_file()
+    assert main(["mnist", "show", "--n", "0", "--out", str(tmp_path / "x.png")]) == 2
+    assert "error: --n must be between 1 and 60000" in capsys.readouterr().err
+    assert main(["mnist", "show", "--data", str(tmp_path / "none"), "--out", str(tmp_path / "x.png")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: MNIST data folder not found") and err.count("\n") == 1
+    assert not (tmp_path / "x.png").exists()
