@@ -1,0 +1,89 @@
+"""Training configuration: the typed config, each model's default recipe, and CLI overrides on top.
+
+One configuration path: ``TrainConfig`` defaults < the model's recipe < explicit command-line flags. The
+resolved config is written to ``RUN_DIR/config.json`` and into every checkpoint.
+"""
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from vislab.core.errors import VislabError
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULES = ("none", "onecycle", "cosine")
+PRECISIONS = ("fp32", "bf16")
+
+
+@dataclass
+class TrainConfig:
+    """Everything that determines a training run (besides the data files themselves)."""
+
+    model: str = "cnn"
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 0.01           # the peak learning rate under onecycle
+    optimizer: str = "sgd"     # sgd | adam | adamw
+    momentum: float = 0.5      # SGD momentum (the lab's 0.5)
+    nesterov: bool = False
+    weight_decay: float = 0.0
+    schedule: str = "none"     # none | onecycle (per step) | cosine (per step, to zero)
+    augment: bool = False      # random shift/rotate/scale of each training batch
+    seed: int = 0
+    device: str = "auto"
+    precision: str = "fp32"    # bf16: autocast matmuls/convs to bfloat16 (CPU with AVX-512 bf16, or CUDA)
+    channels_last: bool = True  # NHWC convolutions: faster on CPU (oneDNN) and on tensor cores
+    val_size: int = 0          # 0: validate on the test set each epoch, as the lab does
+    eval_batch_size: int = 1000
+    data: str | None = None    # MNIST folder; None: vislab.mnist.data.default_data_dir()
+
+    def validate(self) -> None:
+        """Raise VislabError for values no run can use."""
+        if self.optimizer not in OPTIMIZERS:
+            raise VislabError(f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
+        if self.schedule not in SCHEDULES:
+            raise VislabError(f"unknown schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}")
+        if self.precision not in PRECISIONS:
+            raise VislabError(f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
+        for name in ("epochs", "batch_size", "eval_batch_size"):
+            if getattr(self, name) < 1:
+                raise VislabError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise VislabError(f"--lr must be positive, got {self.lr}")
+        if self.val_size < 0:
+            raise VislabError(f"--val-size must be 0 or more, got {self.val_size}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+        """Rebuild from a saved dict, ignoring keys this version does not know."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+# Default recipes (measured results in docs/readme_parts/mnist.md). All validate on the test set each epoch
+# (val_size 0, as the lab does): the reported test accuracy is that of the LAST epoch's weights, never a
+# maximum over epochs. vgg and resnet are ~220-240 MMAC per image, so their recipes are short onecycle runs
+# in bf16 autocast to fit a 2-core CPU.
+RECIPES: dict[str, dict[str, Any]] = {
+    "mlp": dict(epochs=30, batch_size=128, optimizer="adamw", lr=3e-3, weight_decay=1e-4, schedule="onecycle",
+                augment=False),
+    "cnn": dict(epochs=3, batch_size=128, optimizer="adamw", lr=4e-3, weight_decay=1e-4, schedule="onecycle",
+                augment=False),
+    "vgg": dict(epochs=3, batch_size=128, optimizer="adamw", lr=1e-3, weight_decay=1e-2, schedule="onecycle",
+                augment=True, precision="bf16"),
+    "resnet": dict(epochs=3, batch_size=128, optimizer="adamw", lr=2e-3, weight_decay=5e-2, schedule="onecycle",
+                   augment=True, precision="bf16"),
+}
+
+
+def resolve_config(model: str, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """``TrainConfig`` for ``model``: its recipe, then every non-None value of ``overrides`` on top."""
+    base = dict(RECIPES.get(model, {}))
+    base.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    base["model"] = model
+    config = TrainConfig.from_dict(base)
+    config.validate()
+    return config
