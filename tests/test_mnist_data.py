@@ -282,3 +282,19 @@ def test_preprocess_accepts_arrays_light_on_dark_and_transparent_drawings(test_s
     assert torch.allclose(from_rgba, from_array, atol=0.02)
     with pytest.raises(VislabError, match="empty"):
         preprocess_digit_image(np.full((50, 50), 200, np.uint8))
+
+
+@pytest.mark.parametrize("index", [0, 3, 6])
+def test_preprocess_handles_a_noisy_unevenly_lit_photo_with_dust(test_set, index):
+    """Grey paper brighter on the right, sensor noise, grey (not black) ink, a few dark specks."""
+    original = test_set[0][index].numpy()
+    rng = np.random.default_rng(index)
+    big = np.asarray(Image.fromarray(255 - original).resize((224, 224), Image.BICUBIC), dtype=np.float64)
+    photo = np.full((480, 640), 200.0) + np.linspace(-25, 25, 640)[None, :]
+    photo[150:374, 300:524] -= (255 - big) * 0.7  # ink as dark as 70% of the way to black
+    photo[rng.integers(0, 480, 6), rng.integers(0, 640, 6)] = 60  # dust
+    photo += rng.normal(0, 8, photo.shape)
+    out = preprocess_digit_image(np.clip(photo, 0, 255).astype(np.uint8))
+    corr = np.corrcoef(out.numpy().ravel(), original.ravel() / 255.0)[0, 1]
+    assert corr > 0.8
+    assert torch.allclose(centre_of_mass(out), torch.tensor([[14.0, 14.0]]), atol=0.5 + 1e-6)

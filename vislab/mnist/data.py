@@ -29,6 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from scipy import ndimage
 
 from vislab.core.errors import VislabError
 
@@ -224,23 +225,19 @@ def preprocess_digit_image(img: Image.Image | np.ndarray) -> torch.Tensor:
     """Turn a user's photo or drawing of one digit into an MNIST-like float32 (1, 28, 28) in [0, 1].
 
     Follows how MNIST itself was made: grayscale, light digit on dark (inverted when the border is
-    lighter than the middle of the intensity range), background level removed, cropped to the
-    digit's bounding box, resized anti-aliased to fit 20 x 20 keeping the aspect ratio, and placed
+    lighter than the middle of the intensity range), background (lighting and noise) removed, cropped
+    to the digit's bounding box, resized anti-aliased to fit 20 x 20 keeping the aspect ratio, and placed
     in 28 x 28 so that its centre of mass lies at the centre (pixel 14, 14, as in MNIST).
     Not normalised: apply ``(x - MEAN) / STD`` before a model.
     """
     gray = _to_gray(img)
     if gray.ndim != 2 or min(gray.shape) < 2:
         raise VislabError(f"expected a 2-D image of a digit, got shape {gray.shape}")
-    border = np.concatenate([gray[0], gray[-1], gray[1:-1, 0], gray[1:-1, -1]])
-    if np.median(border) > (gray.min() + gray.max()) / 2:  # dark digit on light paper
-        gray = 1.0 - gray
-        border = 1.0 - border
-    # A high percentile of the border is the background level: robust to sensor noise and specks.
-    ink = np.clip(gray - np.percentile(border, 98), 0.0, None)
-    if ink.max() <= 0:
-        raise VislabError("the image looks empty: no digit stands out from the background")
-    ink /= ink.max()
+    if max(gray.shape) > 1024:  # a camera photo: 1024 px is plenty for a 20 px digit and much faster
+        f = 1024 / max(gray.shape)
+        size = (max(2, round(gray.shape[0] * f)), max(2, round(gray.shape[1] * f)))
+        gray = F.interpolate(torch.from_numpy(gray)[None, None], size=size, mode="area")[0, 0].numpy()
+    ink = _ink_layer(gray)
     rows, cols = np.nonzero(ink.any(axis=1))[0], np.nonzero(ink.any(axis=0))[0]
     ink = ink[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
 
@@ -259,6 +256,42 @@ def preprocess_digit_image(img: Image.Image | np.ndarray) -> torch.Tensor:
     out = torch.zeros(1, SIZE, SIZE)
     out[0, top:top + size[0], left:left + size[1]] = box
     return out
+
+
+def _ink_layer(gray: np.ndarray) -> np.ndarray:
+    """Light-on-dark ink in [0, 1] with the background at exactly 0, intensities kept (no binarisation).
+
+    The border is taken as paper: a plane fitted to it absorbs uneven lighting, a floor (four times the
+    border's robust noise sigma, at least 5% of the contrast) is subtracted, and specks much smaller
+    than the digit's largest stroke are dropped, so the bounding box is the digit's, not the noise's.
+    """
+    lo, hi = np.percentile(gray, [1, 99])
+    border_mask = np.zeros(gray.shape, bool)
+    border_mask[[0, -1], :] = border_mask[:, [0, -1]] = True
+    if np.median(gray[border_mask]) > (lo + hi) / 2:  # dark digit on light paper
+        gray = 1.0 - gray
+    rr, cc = np.nonzero(border_mask)
+    design = np.stack([np.ones(len(rr)), rr / gray.shape[0], cc / gray.shape[1]], 1)
+    values = gray[rr, cc]
+    keep = np.ones(len(values), bool)
+    for _ in range(2):  # refit without outliers (ink touching the border, dust)
+        coef = np.linalg.lstsq(design[keep], values[keep], rcond=None)[0]
+        resid = values - design @ coef
+        sigma = 1.4826 * np.median(np.abs(resid[keep] - np.median(resid[keep])))
+        keep = np.abs(resid) <= max(3 * sigma, 1e-6)
+    yy, xx = np.mgrid[0:gray.shape[0], 0:gray.shape[1]]
+    plane = coef[0] + coef[1] * yy / gray.shape[0] + coef[2] * xx / gray.shape[1]
+    ink = gray - plane
+    # The floor also absorbs faint halos (JPEG ringing, a pasted patch's slightly different paper).
+    ink = np.clip(ink - max(4 * sigma, 0.05 * ink.max(), 1e-6), 0.0, None)
+    if ink.max() <= 0:
+        raise VislabError("the image looks empty: no digit stands out from the background")
+    labels, count = ndimage.label(ink > 0, structure=np.ones((3, 3)))
+    if count > 1:
+        mass = ndimage.sum_labels(ink, labels, index=np.arange(1, count + 1))
+        small = np.nonzero(mass < 0.05 * mass.max())[0] + 1
+        ink[np.isin(labels, small)] = 0.0
+    return ink / ink.max()
 
 
 def _to_gray(img: Image.Image | np.ndarray) -> np.ndarray:
