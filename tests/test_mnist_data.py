@@ -298,3 +298,13 @@ def test_preprocess_handles_a_noisy_unevenly_lit_photo_with_dust(test_set, index
     corr = np.corrcoef(out.numpy().ravel(), original.ravel() / 255.0)[0, 1]
     assert corr > 0.8
     assert torch.allclose(centre_of_mass(out), torch.tensor([[14.0, 14.0]]), atol=0.5 + 1e-6)
+
+
+def test_preprocess_small_digit_on_a_large_16_bit_scan(test_set):
+    """The digit covers under 1% of the picture, and the scan is 16-bit (must not be clipped to 8 bits)."""
+    original = test_set[0][2].numpy()
+    scan = np.pad(65535 - original.astype(np.uint16) * 257, ((40, 300), (250, 90)), constant_values=65535)
+    image = Image.fromarray(scan)
+    assert image.mode == "I;16"
+    out = preprocess_digit_image(image)
+    assert np.corrcoef(out.numpy().ravel(), original.ravel())[0, 1] > 0.95

@@ -224,10 +224,10 @@ def augment_batch(x: torch.Tensor, generator: torch.Generator, max_shift: float 
 def preprocess_digit_image(img: Image.Image | np.ndarray) -> torch.Tensor:
     """Turn a user's photo or drawing of one digit into an MNIST-like float32 (1, 28, 28) in [0, 1].
 
-    Follows how MNIST itself was made: grayscale, light digit on dark (inverted when the border is
-    lighter than the middle of the intensity range), background (lighting and noise) removed, cropped
-    to the digit's bounding box, resized anti-aliased to fit 20 x 20 keeping the aspect ratio, and placed
-    in 28 x 28 so that its centre of mass lies at the centre (pixel 14, 14, as in MNIST).
+    Follows how MNIST itself was made: grayscale, light digit on dark (inverted when the pixels that
+    depart most from the border's level are darker than it), background (lighting, noise) removed,
+    cropped to the digit's bounding box, resized anti-aliased to fit 20 x 20 keeping the aspect ratio,
+    and placed in 28 x 28 so that its centre of mass lies at the centre (pixel 14, 14, as in MNIST).
     Not normalised: apply ``(x - MEAN) / STD`` before a model.
     """
     gray = _to_gray(img)
@@ -265,10 +265,10 @@ def _ink_layer(gray: np.ndarray) -> np.ndarray:
     border's robust noise sigma, at least 5% of the contrast) is subtracted, and specks much smaller
     than the digit's largest stroke are dropped, so the bounding box is the digit's, not the noise's.
     """
-    lo, hi = np.percentile(gray, [1, 99])
     border_mask = np.zeros(gray.shape, bool)
     border_mask[[0, -1], :] = border_mask[:, [0, -1]] = True
-    if np.median(gray[border_mask]) > (lo + hi) / 2:  # dark digit on light paper
+    paper = np.median(gray[border_mask])
+    if paper - gray.min() > gray.max() - paper:  # the ink departs from the paper downwards: dark on light
         gray = 1.0 - gray
     rr, cc = np.nonzero(border_mask)
     design = np.stack([np.ones(len(rr)), rr / gray.shape[0], cc / gray.shape[1]], 1)
@@ -300,6 +300,10 @@ def _to_gray(img: Image.Image | np.ndarray) -> np.ndarray:
         if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
             rgba = img.convert("RGBA")
             img = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
+        if img.mode.startswith(("I", "F")):  # 16-bit or float scans: converting to "L" would clip them
+            arr = np.asarray(img, dtype=np.float64)
+            top = 65535.0 if img.mode.startswith("I;16") else max(float(arr.max()), 1.0)
+            return arr / top
         return np.asarray(img.convert("L"), dtype=np.float64) / 255.0
     arr = np.asarray(img)
     if arr.dtype == np.bool_:
