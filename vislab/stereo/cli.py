@@ -43,6 +43,10 @@ def add_parser(labs: argparse._SubParsersAction) -> None:
     p.add_argument("--root", required=True)
     _add_model_args(p)
     p.add_argument("--method", default="psmnet", choices=("psmnet", "sgbm"))
+    p.add_argument("--split", default="training", help="dataset split (default: training, which has ground truth)")
+    p.add_argument("--dataset-opt", action="append", default=None, metavar="KEY=VALUE",
+                   help="dataset option, repeatable: resolution=F|H|Q, nonocc=true, pass=final, "
+                        "subsets=driving,monkaa, occ=false")
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N pairs")
     p.add_argument("--json", dest="json_path", nargs="?", const="-", default=None,
                    help="write results as JSON to this file (or stdout with no value)")
@@ -68,8 +72,9 @@ def add_parser(labs: argparse._SubParsersAction) -> None:
     p.add_argument("--dataset", required=True, choices=("kitti2015", "kitti2012"))
     p.add_argument("--root", required=True)
     _add_model_args(p)
+    p.add_argument("--method", default="psmnet", choices=("psmnet", "sgbm"))
     p.add_argument("--split", default="testing", choices=("testing", "training"))
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", required=True, help="submission folder; its zip is written next to it as OUT.zip")
     p.set_defaults(func=_lazy("vislab.stereo.submit:run_submit"))
 
     p = sub.add_parser("train", help="train or fine-tune PSMNet")
