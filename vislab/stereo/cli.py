@@ -78,8 +78,8 @@ def add_parser(labs: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_lazy("vislab.stereo.submit:run_submit"))
 
     p = sub.add_parser("train", help="train or fine-tune PSMNet")
-    p.add_argument("--dataset", required=True, action="append",
-                   help="dataset name; repeat with --root to mix several")
+    p.add_argument("--dataset", action="append", default=None,
+                   help="dataset name; repeat with --root to mix several (default: the --config's)")
     p.add_argument("--root", action="append", default=None, help="dataset root, one per --dataset")
     p.add_argument("--config", default=None, help="a named training configuration (see README)")
     p.add_argument("--model", default=None, choices=("stackhourglass", "basic"))
@@ -94,8 +94,11 @@ def add_parser(labs: argparse._SubParsersAction) -> None:
     p.add_argument("--val-root", default=None)
     p.add_argument("--out", default="runs/stereo")
     p.add_argument("--resume", action="store_true")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--num-workers", type=int, default=0)
+    p.add_argument("--seed", type=int, default=None, help="default 0")
+    p.add_argument("--num-workers", type=int, default=None, help="data-loader processes (default 0)")
+    p.add_argument("--synthetic-size", type=int, default=None, help="synthetic scenes per epoch (default 1000)")
+    p.add_argument("--val-limit", type=int, default=None, help="validate on the first N pairs only")
+    p.add_argument("--photometric", action="store_true", help="colour jitter on top of the random crop")
     p.add_argument("--iters", type=int, default=None, help="stop after N optimizer steps in total")
     p.add_argument("--save-every", type=int, default=None, help="write last.pt every N steps")
     p.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm under torchrun")
