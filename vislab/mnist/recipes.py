@@ -72,9 +72,9 @@ RECIPES: dict[str, dict[str, Any]] = {
                 augment=False),
     "cnn": dict(epochs=3, batch_size=128, optimizer="adamw", lr=4e-3, weight_decay=1e-4, schedule="onecycle",
                 augment=False),
-    "vgg": dict(epochs=3, batch_size=128, optimizer="adamw", lr=1e-3, weight_decay=1e-2, schedule="onecycle",
+    "vgg": dict(epochs=2, batch_size=128, optimizer="adamw", lr=1e-3, weight_decay=1e-2, schedule="onecycle",
                 augment=True, precision="bf16"),
-    "resnet": dict(epochs=3, batch_size=128, optimizer="adamw", lr=2e-3, weight_decay=5e-2, schedule="onecycle",
+    "resnet": dict(epochs=2, batch_size=128, optimizer="adamw", lr=2e-3, weight_decay=5e-2, schedule="onecycle",
                    augment=True, precision="bf16"),
 }
 

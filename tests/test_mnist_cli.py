@@ -1,0 +1,111 @@
+"""``vislab mnist ...`` end to end through ``vislab.cli.main``, on a small IDX copy of the real MNIST data."""
+
+import gzip
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from vislab.cli import build_parser, main
+from vislab.core.checkpoint import save_atomic
+from vislab.mnist.data import load_mnist
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    magic = 0x803 if array.ndim == 3 else 0x801
+    header = magic.to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in array.shape)
+    path.write_bytes(gzip.compress(header + array.astype(np.uint8).tobytes(), compresslevel=1))
+
+
+@pytest.fixture(scope="module")
+def small_data(mnist_dir, tmp_path_factory) -> Path:
+    """The first 5,000 training and 500 test images of MNIST, written in the IDX layout."""
+    out = tmp_path_factory.mktemp("mnist_small")
+    for split, stem, n in (("train", "train", 5000), ("test", "t10k", 500)):
+        x, y = load_mnist(mnist_dir, split)
+        write_idx(out / f"{stem}-images-idx3-ubyte.gz", x[:n].numpy())
+        write_idx(out / f"{stem}-labels-idx1-ubyte.gz", y[:n].numpy())
+    return out
+
+
+@pytest.fixture(scope="module")
+def trained(small_data, tmp_path_factory) -> Path:
+    """A cnn trained from the command line for 3 epochs on 5,000 images (a few seconds)."""
+    run = tmp_path_factory.mktemp("run") / "cnn"
+    code = main(["mnist", "train", "--model", "cnn", "--epochs", "3", "--data", str(small_data), "--out", str(run),
+                 "--device", "cpu", "--seed", "0"])
+    assert code == 0
+    return run
+
+
+def test_parser_wires_every_subcommand():
+    parser = build_parser()
+    for argv in (["mnist", "train", "--model", "vgg"], ["mnist", "eval", "c.pt"], ["mnist", "predict", "c.pt", "a.png"],
+                 ["mnist", "summary", "--model", "resnet"], ["mnist", "show"], ["mnist", "download", "dest"]):
+        assert callable(parser.parse_args(argv).func)
+    args = parser.parse_args(["mnist", "download", "d", "--mirror", "http://a/", "--mirror", "http://b/"])
+    assert args.mirror == ["http://a/", "http://b/"] and args.retries == 3 and args.timeout == 30
+    args = parser.parse_args(["mnist", "show"])
+    assert (args.n, args.split, args.out, args.data) == (10, "train", "mnist_samples.png", None)
+    args = parser.parse_args(["mnist", "train", "--model", "cnn", "--no-augment", "--val-size", "5000"])
+    assert args.augment is False and args.val_size == 5000 and args.epochs is None
+
+
+def test_train_from_cli_writes_run(trained):
+    config = json.loads((trained / "config.json").read_text())
+    assert config["model"] == "cnn" and config["epochs"] == 3 and config["val_size"] == 0
+    result = json.loads((trained / "result.json").read_text())
+    assert result["test_n"] == 500 and result["test_accuracy"] > 90
+    assert {p.name for p in trained.iterdir()} >= {"config.json", "metrics.csv", "curves.png", "last.pt", "best.pt"}
+
+
+def test_eval_json_and_confusion_matrix(trained, small_data, tmp_path, capsys):
+    out = tmp_path / "report.json"
+    assert main(["mnist", "eval", str(trained / "last.pt"), "--data", str(small_data), "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    for key in ("test_loss", "accuracy", "per_class_accuracy", "confusion_matrix", "n", "model"):
+        assert key in report, key
+    cm = np.array(report["confusion_matrix"])
+    assert cm.shape == (10, 10) and cm.sum() == report["n"] == 500 and np.trace(cm) == report["correct"]
+    assert report["accuracy"] == json.loads((trained / "result.json").read_text())["test_accuracy"]
+    assert len(report["per_class_accuracy"]) == 10
+    assert (tmp_path / "report.png").is_file()
+    assert "accuracy" in capsys.readouterr().out
+
+
+def test_eval_rejects_a_stereo_checkpoint(tmp_path, capsys):
+    save_atomic({"task": "stereo", "model": {"w": torch.zeros(1)}, "max_disp": 192}, tmp_path / "psmnet.pt")
+    assert main(["mnist", "eval", str(tmp_path / "psmnet.pt")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and "psmnet.pt" in err[0]
+
+
+def test_predict_real_digits(trained, mnist_dir, tmp_path, capsys):
+    x, y = load_mnist(mnist_dir, "test")
+    paths = []
+    for i in (0, 1, 2, 3):  # 7, 2, 1, 0: the first test digits, saved as ordinary PNGs
+        path = tmp_path / f"digit{i}.png"
+        Image.fromarray(x[i].numpy()).save(path)
+        paths.append(str(path))
+    assert main(["mnist", "predict", str(trained / "best.pt"), *paths]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [int(line.split(": ")[1].split()[0]) for line in lines] == y[:4].tolist()
+
+
+def test_predict_unreadable_image_is_one_line_error(trained, tmp_path, capsys):
+    bad = tmp_path / "broken.png"
+    bad.write_text("this is not an image")
+    assert main(["mnist", "predict", str(trained / "last.pt"), str(bad)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and "broken.png" in err[0]
+    assert main(["mnist", "predict", str(trained / "last.pt"), str(tmp_path / "missing.png")]) == 2
+    assert "missing.png" in capsys.readouterr().err
+
+
+def test_summary_prints_lab_table(capsys):
+    assert main(["mnist", "summary", "--model", "vgg"]) == 0
+    out = capsys.readouterr().out
+    assert "(1, 64, 30, 30)" in out and "(1, 512, 1, 1)" in out and "total parameters: 9,281,738" in out

@@ -1,0 +1,131 @@
+"""MNIST model registry: every model's forward/backward, the lab's shape tables, parameter counts, checkpoints."""
+
+import pytest
+import torch
+
+from vislab.core.checkpoint import save_atomic
+from vislab.core.errors import VislabError
+from vislab.mnist.models import count_parameters, create_model, list_models, load_mnist_model
+from vislab.mnist.summary import format_summary, summarize
+
+
+def conv(cin: int, cout: int, k: int = 3, bias: bool = True) -> int:
+    return cin * cout * k * k + (cout if bias else 0)
+
+
+def linear(cin: int, cout: int) -> int:
+    return cin * cout + cout
+
+
+def bn(c: int) -> int:
+    return 2 * c
+
+
+EXPECTED_PARAMS = {
+    "mlp": linear(784, 50) + linear(50, 50) + linear(50, 10),
+    "cnn": conv(1, 20) + conv(20, 50) + conv(50, 20) + linear(180, 100) + linear(100, 10),
+    "vgg": (conv(1, 64) + conv(64, 128) + conv(128, 256) + conv(256, 256) + conv(256, 512) + 3 * conv(512, 512)
+            + linear(512, 100) + linear(100, 100) + linear(100, 10)),
+    "resnet": (conv(1, 64, 7, bias=False) + bn(64)
+               + 2 * (conv(64, 64, bias=False) + bn(64))
+               + sum(conv(cin, cout, bias=False) + conv(cout, cout, bias=False) + 2 * bn(cout)
+                     + conv(cin, cout, 1, bias=False) + bn(cout)
+                     for cin, cout in ((64, 128), (128, 256), (256, 512)))
+               + linear(512, 10)),
+}
+
+
+def test_registry_lists_the_four_models():
+    assert list_models() == ["cnn", "mlp", "resnet", "vgg"]
+    with pytest.raises(VislabError, match="unknown model 'lenet'"):
+        create_model("lenet")
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_model_forward_backward(name):
+    torch.manual_seed(0)
+    model = create_model(name).train()
+    x = torch.randn(4, 1, 28, 28)
+    out = model(x)
+    assert out.shape == (4, 10)
+    assert torch.isfinite(out).all()
+    torch.testing.assert_close(out.exp().sum(1), torch.ones(4))  # log-probabilities
+    out[torch.arange(4), torch.tensor([0, 3, 5, 9])].sum().neg().backward()
+    grads = [p.grad for p in model.parameters()]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+    assert any(g.abs().sum() > 0 for g in grads)
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_parameter_counts_match_hand_computation(name):
+    assert count_parameters(create_model(name)) == EXPECTED_PARAMS[name]
+
+
+def shapes_of(name: str, kind: str | tuple[str, ...]) -> list[tuple[int, ...]]:
+    kinds = (kind,) if isinstance(kind, str) else kind
+    return [r.output_shape for r in summarize(create_model(name), batch_size=2) if r.kind in kinds]
+
+
+def test_cnn_size_chain():
+    assert shapes_of("cnn", ("Conv2d", "MaxPool2d")) == [
+        (2, 20, 26, 26), (2, 20, 13, 13), (2, 50, 11, 11), (2, 50, 5, 5), (2, 20, 3, 3)]
+    assert shapes_of("cnn", "Linear") == [(2, 100), (2, 10)]
+
+
+def test_vgg_size_chain_follows_the_lab_table():
+    rows = [(r.kind, r.output_shape[1:]) for r in summarize(create_model("vgg"))]
+    convs_and_pools = [s for k, s in rows if k in ("Conv2d", "MaxPool2d")]
+    assert [s[1] for s in convs_and_pools] == [30, 15, 17, 8, 10, 10, 5, 5, 5, 2, 2, 2, 1]
+    assert [s[0] for s in convs_and_pools] == [64, 64, 128, 128, 256, 256, 256, 512, 512, 512, 512, 512, 512]
+    assert [s for k, s in rows if k == "Linear"] == [(100,), (100,), (10,)]
+
+
+def test_resnet_keeps_7x7_maps_in_every_block():
+    rows = summarize(create_model("resnet"), batch_size=2)
+    stem = [r.output_shape for r in rows if r.name.startswith("stem")]
+    assert stem[0] == (2, 64, 14, 14) and stem[-1] == (2, 64, 7, 7)
+    blocks = [r.output_shape for r in rows if r.kind == "ResBlock"]
+    assert blocks == [(2, 64, 7, 7), (2, 128, 7, 7), (2, 256, 7, 7), (2, 512, 7, 7)]
+    shortcuts = [r.kind for r in rows if ".shortcut" in r.name]
+    assert shortcuts == ["Identity", "Conv2d", "BatchNorm2d", "Conv2d", "BatchNorm2d", "Conv2d", "BatchNorm2d"]
+
+
+def test_vgg_has_no_relu_on_logits():
+    """Negative logits survive (a ReLU before log_softmax would clip them all to 0)."""
+    torch.manual_seed(0)
+    model = create_model("vgg").eval()
+    logits = model.last_linear(torch.randn(8, 100))
+    assert (logits < 0).any()
+    out = model(torch.randn(8, 1, 28, 28))
+    assert not torch.allclose(out, torch.full_like(out, -torch.log(torch.tensor(10.0))))
+
+
+def test_summary_table_lists_rows_and_total():
+    model = create_model("cnn")
+    text = format_summary("cnn", model, summarize(model))
+    assert "conv3" in text and "(1, 20, 3, 3)" in text and "total parameters: 37,380" in text
+
+
+def test_load_mnist_model_rejects_wrong_checkpoints(tmp_path):
+    model = create_model("mlp")
+    good = {"task": "mnist", "model": model.state_dict(), "model_name": "mlp", "model_kwargs": {}}
+    save_atomic(good, tmp_path / "good.pt")
+    loaded, _ = load_mnist_model(tmp_path / "good.pt")
+    assert not loaded.training
+    torch.testing.assert_close(loaded.fc1.weight, model.fc1.weight)
+
+    save_atomic({"task": "stereo", "model": {}, "model_name": "stackhourglass"}, tmp_path / "stereo.pt")
+    with pytest.raises(VislabError, match="not a vislab MNIST checkpoint.*'stereo'"):
+        load_mnist_model(tmp_path / "stereo.pt")
+    save_atomic({"state_dict": model.state_dict()}, tmp_path / "foreign.pt")
+    with pytest.raises(VislabError, match="not a vislab MNIST checkpoint"):
+        load_mnist_model(tmp_path / "foreign.pt")
+    save_atomic({"task": "mnist", "model": model.state_dict()}, tmp_path / "partial.pt")
+    with pytest.raises(VislabError, match="missing model_name, model_kwargs"):
+        load_mnist_model(tmp_path / "partial.pt")
+    save_atomic({**good, "model_name": "cnn"}, tmp_path / "mismatch.pt")
+    with pytest.raises(VislabError, match="do not fit model 'cnn'"):
+        load_mnist_model(tmp_path / "mismatch.pt")
+    (tmp_path / "garbage.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(VislabError, match="garbage.pt"):
+        load_mnist_model(tmp_path / "garbage.pt")

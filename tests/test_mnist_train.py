@@ -1,0 +1,141 @@
+"""The MNIST training loop on small subsets of the real data: run files, exact resume, NaN stop, evaluation."""
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from vislab.core.checkpoint import load_checkpoint
+from vislab.core.errors import VislabError
+from vislab.mnist.data import MnistSplits, load_splits
+from vislab.mnist.evaluate import confusion_matrix, evaluate, per_class_accuracy
+from vislab.mnist.models import load_mnist_model
+from vislab.mnist.recipes import RECIPES, TrainConfig, resolve_config
+from vislab.mnist.train import train
+
+
+@pytest.fixture(scope="module")
+def full(mnist_dir) -> MnistSplits:
+    return load_splits(mnist_dir, val_size=0)
+
+
+@pytest.fixture(scope="module")
+def small(full) -> MnistSplits:
+    """2,000 training and 500 test images of the real data, validation on the test part (val_size 0)."""
+    return MnistSplits(full.train_x[:2000], full.train_y[:2000], None, None, full.test_x[:500], full.test_y[:500])
+
+
+def quiet(_: str) -> None:
+    pass
+
+
+def mlp_config(**kw) -> TrainConfig:
+    """A real test of resuming: shuffling, augmentation and dropout all draw random numbers."""
+    base = dict(epochs=2, batch_size=100, optimizer="adamw", lr=3e-3, schedule="onecycle", augment=True,
+                device="cpu", seed=3)
+    return resolve_config("mlp", {**base, **kw})
+
+
+class StopAfter:
+    """A log function that raises KeyboardInterrupt (a Ctrl-C) right after epoch ``n`` has been logged."""
+
+    def __init__(self, n: int):
+        self.n = n
+
+    def __call__(self, line: str) -> None:
+        if line.startswith(f"epoch {self.n}/"):
+            raise KeyboardInterrupt
+
+
+def test_recipes_resolve_and_flags_override():
+    for name in ("mlp", "cnn", "vgg", "resnet"):
+        assert resolve_config(name).model == name
+    cfg = resolve_config("cnn", {"epochs": 7, "lr": None, "augment": True})
+    assert cfg.epochs == 7 and cfg.lr == RECIPES["cnn"]["lr"] and cfg.augment
+    with pytest.raises(VislabError, match="unknown optimizer"):
+        resolve_config("cnn", {"optimizer": "lbfgs"})
+    with pytest.raises(VislabError, match="--batch-size must be at least 1"):
+        resolve_config("cnn", {"batch_size": 0})
+
+
+def test_tiny_run_writes_run_folder(tmp_path, small):
+    result = train(mlp_config(), tmp_path / "run", splits=small, log=quiet)
+    run = tmp_path / "run"
+    for name in ("config.json", "metrics.csv", "curves.png", "last.pt", "best.pt", "result.json"):
+        assert (run / name).is_file(), name
+    assert json.loads((run / "config.json").read_text())["model"] == "mlp"
+    with (run / "metrics.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    assert float(rows[1]["val_loss"]) < float(rows[0]["val_loss"])
+    assert result["test_n"] == 500 and result["test_accuracy"] > 50  # 2 epochs on 2k images: far above chance (10%)
+
+    # weights_only=True loading (load_checkpoint) of a complete training state
+    ckpt = load_checkpoint(run / "last.pt")
+    for key in ("model", "model_name", "model_kwargs", "config", "epoch", "optimizer", "scheduler", "generators",
+                "rng", "best_acc", "metrics"):
+        assert key in ckpt, key
+    assert ckpt["task"] == "mnist" and ckpt["epoch"] == 2 and len(ckpt["metrics"]) == 2
+    assert ckpt["best_acc"] == max(m["val_acc"] for m in ckpt["metrics"])
+    best = load_checkpoint(run / "best.pt")
+    assert best["metrics"][-1]["val_acc"] == ckpt["best_acc"]
+
+    # the run folder is protected against accidental reuse
+    with pytest.raises(VislabError, match="already holds a run"):
+        train(mlp_config(), run, splits=small, log=quiet)
+
+
+def test_interrupted_and_resumed_run_matches_uninterrupted(tmp_path, small):
+    train(mlp_config(), tmp_path / "straight", splits=small, log=quiet)
+    with pytest.raises(KeyboardInterrupt):
+        train(mlp_config(), tmp_path / "stopped", splits=small, log=StopAfter(1))
+    assert load_checkpoint(tmp_path / "stopped" / "last.pt")["epoch"] == 1
+    # Disturb the global RNG as a new process would have it: resuming must restore it.
+    torch.manual_seed(12345)
+    train(mlp_config(), tmp_path / "stopped", resume=True, splits=small, log=quiet)
+
+    a = load_checkpoint(tmp_path / "straight" / "last.pt")
+    b = load_checkpoint(tmp_path / "stopped" / "last.pt")
+    assert a["epoch"] == b["epoch"] == 2
+    for key, value in a["model"].items():
+        assert torch.equal(value, b["model"][key]), key
+    assert a["metrics"][-1]["val_acc"] == b["metrics"][-1]["val_acc"]
+    lines = (tmp_path / "stopped" / "metrics.csv").read_text().splitlines()
+    assert len(lines) == 3  # header + one row per epoch, nothing duplicated
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, small):
+    run = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        train(mlp_config(augment=False), run, splits=small, log=StopAfter(1))
+    good = (run / "last.pt").read_bytes()
+    poisoned_x = small.train_x.clone()
+    poisoned_x[:] = float("nan")
+    poisoned = MnistSplits(poisoned_x, small.train_y, None, None, small.test_x, small.test_y)
+    with pytest.raises(VislabError, match="training loss became nan in epoch 2"):
+        train(mlp_config(augment=False), run, resume=True, splits=poisoned, log=quiet)
+    assert (run / "last.pt").read_bytes() == good
+
+
+def test_evaluate_and_confusion_matrix(small):
+    torch.manual_seed(0)
+    from vislab.mnist.models import create_model
+
+    model = create_model("cnn")
+    result = evaluate(model, small.test_x, small.test_y, batch_size=128)
+    assert result.n == 500 and len(result.predictions) == 500
+    assert result.correct == int((result.predictions == small.test_y).sum())
+    cm = confusion_matrix(small.test_y, result.predictions)
+    assert cm.shape == (10, 10) and int(cm.sum()) == 500 and int(cm.trace()) == result.correct
+    cm_hand = torch.tensor([[3, 1], [0, 2]])
+    assert confusion_matrix(torch.tensor([0, 0, 0, 0, 1, 1]), torch.tensor([0, 0, 1, 0, 1, 1]), 2).equal(cm_hand)
+    assert per_class_accuracy(cm_hand) == [75.0, 100.0]
+
+
+def test_checkpoint_reloads_to_same_predictions(tmp_path, small):
+    train(mlp_config(epochs=1), tmp_path / "run", splits=small, log=quiet)
+    model, ckpt = load_mnist_model(Path(tmp_path / "run" / "last.pt"))
+    result = evaluate(model, small.test_x, small.test_y)
+    assert result.accuracy == ckpt["metrics"][-1]["val_acc"]
