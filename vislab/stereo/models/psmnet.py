@@ -1,0 +1,230 @@
+"""PSMNet (Chang & Chen, "Pyramid Stereo Matching Network", CVPR 2018): stacked-hourglass and basic variants.
+
+Pipeline: shared 2D feature extractor with SPP -> concatenation cost volume (B, 64, D/4, H/4, W/4) ->
+3D CNN -> matching cost (B, D/4, H/4, W/4) -> trilinear upsample to (D, H, W) -> softmax over
+disparity -> disparity = sum_d d * p(d).
+
+Beyond the paper, the model accepts any input size: images are zero-padded at the top and right to a
+multiple of 16 (as the official test scripts do) and the output is cropped back, so it always has the
+input's size. A ``max_disp`` that is a multiple of 4 but not of 16 is handled the same way along the
+disparity axis: the volume gets extra disparity planes up to a multiple of 16 (which the hourglass
+needs) and the cost is cropped back to ``max_disp / 4`` planes before upsampling. For multiples of 16
+and image sizes the official code accepts, the numbers are the official ones.
+"""
+
+import itertools
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vislab.core.errors import VislabError
+from vislab.stereo.models.blocks import cbr_3d, convbn_3d, init_official
+from vislab.stereo.models.fast import fused_inference_copy
+from vislab.stereo.models.feature import FeatureExtraction
+from vislab.stereo.models.hourglass import Hourglass
+from vislab.stereo.models.volume import build_concat_volume, regress_chunked, regress_full
+
+PAD_MULTIPLE = 16
+
+
+def _classifier() -> nn.Sequential:
+    return nn.Sequential(*cbr_3d(32, 32), nn.Conv3d(32, 1, kernel_size=3, padding=1, stride=1, bias=False))
+
+
+def _add(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``a + b``, in place into ``a`` when no autograd graph is being recorded (saves one volume)."""
+    return a.add_(b) if not torch.is_grad_enabled() else a + b
+
+
+class PSMNet(nn.Module):
+    """Common part of both variants: feature extraction, padding, cost volume, regression.
+
+    Args:
+        max_disp: disparity range D (outputs lie in [0, D - 1]); a positive multiple of 4.
+        align_corners: upsample with ``align_corners=True`` (PyTorch < 0.4 behaviour, which the first
+            released weights were trained with); the default ``False`` is the official code on
+            current PyTorch.
+    """
+
+    name = "psmnet"
+
+    def __init__(self, max_disp: int = 192, align_corners: bool = False) -> None:
+        super().__init__()
+        if not isinstance(max_disp, int) or max_disp <= 0 or max_disp % 4:
+            raise VislabError(f"max_disp must be a positive multiple of 4, got {max_disp}")
+        self.max_disp = max_disp
+        self.align_corners = bool(align_corners)
+        self.feature_extraction = FeatureExtraction(self.align_corners)
+        # (key, fused copy) for the inference fast path; a tuple so nn.Module does not register it.
+        self._fast_cache: tuple | None = None
+
+    # -- subclasses --------------------------------------------------------------------------------
+    def _aggregate(self, cost0: torch.Tensor, all_costs: bool) -> list[torch.Tensor]:
+        """3D CNN after dres0 -> list of (B, 1, D', H/4, W/4) costs (all outputs, or the final one)."""
+        raise NotImplementedError
+
+    # -- geometry ----------------------------------------------------------------------------------
+    @property
+    def volume_disparities(self) -> int:
+        """Disparity planes in the 1/4-scale volume: max_disp / 4 rounded up to a multiple of 4."""
+        return 4 * math.ceil(self.max_disp / 16)
+
+    @staticmethod
+    def _check_pair(left: torch.Tensor, right: torch.Tensor) -> None:
+        if left.dim() != 4 or left.shape[1] != 3:
+            raise VislabError(f"expected images of shape (B, 3, H, W), got {tuple(left.shape)}")
+        if left.shape != right.shape:
+            raise VislabError(f"left and right images differ in size: {tuple(left.shape)} vs {tuple(right.shape)}")
+
+    @staticmethod
+    def _pads(h: int, w: int) -> tuple[int, int]:
+        return (-h) % PAD_MULTIPLE, (-w) % PAD_MULTIPLE
+
+    # -- forward -----------------------------------------------------------------------------------
+    def _costs(self, left: torch.Tensor, right: torch.Tensor, all_costs: bool,
+               channels_last: bool = False) -> list[torch.Tensor]:
+        """Matching costs (B, D/4, Hp/4, Wp/4) for the padded pair (padding already applied)."""
+        # The stem's result is handed straight to _aggregate (no local name), so it can be freed there.
+        d4 = self.max_disp // 4
+        return [c.squeeze(1)[:, :d4] for c in self._aggregate(self._stem(left, right, channels_last), all_costs)]
+
+    def _stem(self, left: torch.Tensor, right: torch.Tensor, channels_last: bool) -> torch.Tensor:
+        """Features of both images -> concatenation volume -> dres0 (B, 32, D', H/4, W/4)."""
+        left_feat = self.feature_extraction(left)
+        right_feat = self.feature_extraction(right)
+        x = build_concat_volume(left_feat, right_feat, self.volume_disparities, channels_last)
+        del left_feat, right_feat
+        # dres0 layer by layer, so the 64-channel volume is released after its first convolution.
+        for layer in self.dres0:
+            x = layer(x)
+        return x
+
+    def forward(self, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        """(B, 3, H, W) ImageNet-normalised RGB pair -> disparity (B, H, W) of the left image.
+
+        In training mode returns a tuple of full-resolution predictions (3 for stackhourglass, 1 for
+        basic); in eval mode the final prediction.
+        """
+        if not self.training:
+            if torch.is_grad_enabled():
+                return self._predict_autograd(left, right)
+            return self._predict(left, right, return_confidence=False)[0]
+        self._check_pair(left, right)
+        h, w = left.shape[-2:]
+        top, rpad = self._pads(h, w)
+        left, right = F.pad(left, (0, rpad, top, 0)), F.pad(right, (0, rpad, top, 0))
+        size = (h + top, w + rpad)
+        h4, w4 = size[0] // 4, size[1] // 4
+        if left.shape[0] == 1 and (h4 // min(64, h4)) * (w4 // min(64, w4)) == 1:
+            # SPP's 64x64 branch then pools to one value per channel, which BatchNorm cannot normalise.
+            raise VislabError(f"training on {h}x{w} images needs a batch size above 1, or crops of at least 512 px "
+                              "in height or width (the 64x64 SPP branch would pool to a single value)")
+        costs = self._costs(left, right, all_costs=True)
+        return tuple(regress_full(c, self.max_disp, size, self.align_corners)[:, top:, :w] for c in costs)
+
+    def _predict_autograd(self, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+        """Eval-mode prediction that keeps the autograd graph (the literal formulation)."""
+        self._check_pair(left, right)
+        h, w = left.shape[-2:]
+        top, rpad = self._pads(h, w)
+        left, right = F.pad(left, (0, rpad, top, 0)), F.pad(right, (0, rpad, top, 0))
+        cost = self._costs(left, right, all_costs=False)[-1]
+        return regress_full(cost, self.max_disp, (h + top, w + rpad), self.align_corners)[:, top:, :w]
+
+    def _predict(self, left: torch.Tensor, right: torch.Tensor,
+                 return_confidence: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The lean path (no autograd): fused BN, channels-last 3D on CPU, chunked regression."""
+        self._check_pair(left, right)
+        h, w = left.shape[-2:]
+        top, rpad = self._pads(h, w)
+        left, right = F.pad(left, (0, rpad, top, 0)), F.pad(right, (0, rpad, top, 0))
+        fast = self._fast_copy()
+        channels_last = left.device.type == "cpu"
+        cost = fast._costs(left, right, all_costs=False, channels_last=channels_last)[-1]
+        del left, right
+        cost = cost.contiguous()
+        return regress_chunked(cost, self.max_disp, (h + top, w + rpad), (top, h + top), (0, w),
+                               self.align_corners, return_confidence)
+
+    @torch.inference_mode()
+    def infer(self, left: torch.Tensor, right: torch.Tensor,
+              return_confidence: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Disparity (B, H, W) and confidence (B, H, W) in [0, 1] (or None) for any image size.
+
+        Always uses eval-mode semantics (BatchNorm running statistics), whatever ``self.training``
+        is. Confidence = softmax probability mass within ±2 px of the estimated disparity.
+        """
+        return self._predict(left, right, return_confidence)
+
+    def _fast_copy(self) -> "PSMNet":
+        """A BN-folded, eval-mode copy of this model, rebuilt whenever the weights change."""
+        tensors = list(itertools.chain(self.parameters(), self.buffers()))
+        device = tensors[0].device
+        key = (device, tuple((t.data_ptr(), t._version) for t in tensors))
+        if self._fast_cache is None or self._fast_cache[0] != key:
+            copy = type(self)(self.max_disp, self.align_corners)
+            copy.load_state_dict(self.state_dict())
+            self._fast_cache = (key, fused_inference_copy(copy.to(device), channels_last=device.type == "cpu"))
+        return self._fast_cache[1]
+
+    def __getstate__(self) -> dict:
+        state = super().__getstate__().copy()
+        state["_fast_cache"] = None  # never deep-copy or pickle the derived copy
+        return state
+
+
+class PSMNetStackHourglass(PSMNet):
+    """PSMNet with three stacked hourglasses and intermediate supervision (the paper's main model)."""
+
+    name = "stackhourglass"
+
+    def __init__(self, max_disp: int = 192, align_corners: bool = False) -> None:
+        super().__init__(max_disp, align_corners)
+        self.dres0 = nn.Sequential(*cbr_3d(64, 32), *cbr_3d(32, 32))
+        self.dres1 = nn.Sequential(*cbr_3d(32, 32), convbn_3d(32, 32, 3, 1, 1))
+        self.dres2 = Hourglass(32)
+        self.dres3 = Hourglass(32)
+        self.dres4 = Hourglass(32)
+        self.classif1 = _classifier()
+        self.classif2 = _classifier()
+        self.classif3 = _classifier()
+        init_official(self)
+
+    def _aggregate(self, cost0: torch.Tensor, all_costs: bool) -> list[torch.Tensor]:
+        # References are dropped as soon as possible: at KITTI size each 32-channel 1/4-scale volume
+        # is 184 MB, and without autograd only the skip (cost0) and the current stage need to live.
+        cost0 = _add(self.dres1(cost0), cost0)
+        out1, pre1, post1 = self.dres2(cost0, None, None)
+        out1 = _add(out1, cost0)
+        cost1 = self.classif1(out1)
+        out2, _, post2 = self.dres3(out1, pre1, post1)
+        del out1, post1
+        out2 = _add(out2, cost0)
+        cost2 = _add(self.classif2(out2), cost1)
+        out3, _, _ = self.dres4(out2, pre1, post2)
+        del out2, pre1, post2
+        out3 = _add(out3, cost0)
+        del cost0
+        cost3 = _add(self.classif3(out3), cost2)
+        return [cost1, cost2, cost3] if all_costs else [cost3]
+
+
+class PSMNetBasic(PSMNet):
+    """PSMNet with a plain stack of residual 3D blocks instead of hourglasses (the paper's ablation)."""
+
+    name = "basic"
+
+    def __init__(self, max_disp: int = 192, align_corners: bool = False) -> None:
+        super().__init__(max_disp, align_corners)
+        self.dres0 = nn.Sequential(*cbr_3d(64, 32), *cbr_3d(32, 32))
+        for i in range(1, 5):
+            setattr(self, f"dres{i}", nn.Sequential(*cbr_3d(32, 32), convbn_3d(32, 32, 3, 1, 1)))
+        self.classify = _classifier()
+        init_official(self)
+
+    def _aggregate(self, cost: torch.Tensor, all_costs: bool) -> list[torch.Tensor]:
+        for block in (self.dres1, self.dres2, self.dres3, self.dres4):
+            cost = _add(block(cost), cost)
+        return [self.classify(cost)]
