@@ -1,0 +1,175 @@
+"""The one stereo evaluation loop (``vislab stereo eval`` and training validation both use ``evaluate``)."""
+
+import argparse
+import json
+import math
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from vislab.core.device import pick_device
+from vislab.core.errors import VislabError
+from vislab.core.logging import progress as progress_bar
+from vislab.core.logging import write_json
+from vislab.stereo.datasets import StereoDataset, create_dataset
+from vislab.stereo.metrics import METRIC_KEYS, MetricAccumulator
+from vislab.stereo.transforms import imagenet_normalize
+
+PredictFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+DEFAULT_MAX_DISP = 192
+
+
+def psmnet_predict_fn(model: torch.nn.Module, device: torch.device | str) -> PredictFn:
+    """Wrap a PSMNet for ``evaluate``: (3, H, W) [0, 1] left/right -> (H, W) disparity on the CPU.
+
+    Normalises with ImageNet statistics, adds the batch dimension and calls ``model.infer`` (eval-mode
+    semantics and no autograd, whatever mode the model is in, so training can validate mid-run).
+    """
+    device = torch.device(device)
+
+    def predict(left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+        l_in = imagenet_normalize(left.to(device, torch.float32)).unsqueeze(0)
+        r_in = imagenet_normalize(right.to(device, torch.float32)).unsqueeze(0)
+        disp, _ = model.infer(l_in, r_in, return_confidence=False)
+        return disp[0].float().cpu()
+
+    return predict
+
+
+def evaluate(predict_fn: PredictFn, dataset: StereoDataset, max_disp: int, limit: int | None = None,
+             progress: bool = True) -> dict[str, Any]:
+    """Run ``predict_fn`` on every pair of ``dataset`` (or the first ``limit``) and score it.
+
+    Pixels count when ``0 < gt < max_disp`` and the sample's ``valid`` mask is set. Returns
+    ``{"per_image": [{"name", "epe", "d1", "bad1", "bad2", "bad3", "n_valid", "seconds"}, ...],
+    "pixel_mean": {...}, "image_mean": {...}, "max_disp", "n_images", "seconds"}`` (rates in percent).
+    """
+    if not getattr(dataset, "has_disparity", True):
+        raise VislabError(f"{dataset!r} has no ground-truth disparities to evaluate against (a testing split?)")
+    n = len(dataset) if limit is None else max(0, min(int(limit), len(dataset)))
+    acc = MetricAccumulator(max_disp=max_disp)
+    start = time.perf_counter()
+    for i in progress_bar(range(n), desc="evaluating", total=n, enabled=progress):
+        sample = dataset[i]
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            pred = predict_fn(sample["left"], sample["right"])
+        seconds = time.perf_counter() - t0
+        pred = torch.as_tensor(pred).detach().float().cpu()
+        if pred.shape != sample["disp"].shape:
+            raise VislabError(f"prediction for {sample['name']} is {tuple(pred.shape)}, "
+                              f"ground truth is {tuple(sample['disp'].shape)}")
+        row = acc.update(pred, sample["disp"], sample["valid"], name=sample["name"])
+        row["seconds"] = seconds
+    summary = acc.summary()
+    return {"per_image": acc.per_image, **summary, "max_disp": max_disp, "n_images": n,
+            "seconds": time.perf_counter() - start}
+
+
+# ----------------------------------------------------------------------------------------------- CLI
+
+def parse_dataset_options(items: list[str] | None) -> dict[str, Any]:
+    """``["resolution=H", "nonocc=true", "subsets=driving,monkaa"]`` -> keyword arguments for a dataset."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise VislabError(f"--dataset-opt expects KEY=VALUE, got {item!r}")
+        low = value.lower()
+        if low in ("true", "yes", "1", "false", "no", "0"):
+            out[key] = low in ("true", "yes", "1")
+        else:
+            try:
+                out[key] = int(value)
+            except ValueError:
+                out[key] = value
+    return out
+
+
+def build_predictor(args: argparse.Namespace) -> tuple[PredictFn, dict[str, Any]]:
+    """The predict_fn and a config record for ``--method``/``--weights``/``--max-disp`` (shared by the CLIs)."""
+    if getattr(args, "method", "psmnet") == "sgbm":
+        from vislab.stereo.sgbm import SGBM_PARAMS, sgbm_predict_fn
+
+        max_disp = args.max_disp or DEFAULT_MAX_DISP
+        return sgbm_predict_fn(max_disp), {"method": "sgbm", "max_disp": max_disp, **SGBM_PARAMS}
+    model, info, device = load_model(args)
+    return psmnet_predict_fn(model, device), {"method": "psmnet", **info, "device": str(device)}
+
+
+def load_model(args: argparse.Namespace) -> tuple[torch.nn.Module, dict[str, Any], torch.device]:
+    """Load the PSMNet named by ``--weights`` (default: the shipped model) on ``--device``."""
+    from vislab.stereo.models import load_stereo_model
+
+    device = pick_device(args.device)
+    if args.max_disp is not None and (args.max_disp <= 0 or args.max_disp % 4):
+        raise VislabError(f"--max-disp must be a positive multiple of 4, got {args.max_disp}")
+    model, info = load_stereo_model(args.weights, device, max_disp=args.max_disp,
+                                    align_corners=True if args.align_corners else None)
+    return model, info, device
+
+
+def _fmt(v: float, pct: bool = False) -> str:
+    if isinstance(v, float) and math.isnan(v):
+        return "-"
+    return f"{v:.2f}" if pct else f"{v:.3f}"
+
+
+def format_table(results: dict[str, Any]) -> str:
+    """Per-image rows, then the pixel mean and the image mean."""
+    rows = [(r["name"], r) for r in results["per_image"]]
+    width = max([len("image mean")] + [len(n) for n, _ in rows])
+    head = f"{'image':<{width}}  {'EPE':>7} {'D1%':>7} {'bad1%':>7} {'bad2%':>7} {'bad3%':>7} {'pixels':>9}"
+    lines = [head, "-" * len(head)]
+
+    def line(name: str, r: dict[str, Any], count: str) -> str:
+        return (f"{name:<{width}}  {_fmt(r['epe']):>7} " + " ".join(f"{_fmt(r[k], True):>7}" for k in METRIC_KEYS[1:])
+                + f" {count:>9}")
+
+    for name, r in rows:
+        lines.append(line(name, r, str(r["n_valid"])))
+    lines.append("-" * len(head))
+    lines.append(line("pixel mean", results["pixel_mean"], str(results["pixel_mean"]["n_valid"])))
+    lines.append(line("image mean", results["image_mean"], f"{results['image_mean']['n_images']} img"))
+    return "\n".join(lines)
+
+
+def _json_safe(obj: Any) -> Any:
+    """NaN/inf are not JSON: write null."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_json_safe(v) for v in obj]
+    return obj
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    """``vislab stereo eval``: print a per-image and overall table; ``--json`` also writes the numbers."""
+    options = parse_dataset_options(getattr(args, "dataset_opt", None))
+    dataset = create_dataset(args.dataset, args.root, split=getattr(args, "split", "training"), **options)
+    predict_fn, config = build_predictor(args)
+    max_disp = int(config["max_disp"])
+    results = evaluate(predict_fn, dataset, max_disp=max_disp, limit=args.limit)
+    to_stdout = args.json_path == "-"
+    out = sys.stderr if to_stdout else sys.stdout
+    print(f"{config['method']} on {args.dataset} ({args.root}, {len(results['per_image'])} pairs, "
+          f"max disparity {max_disp}, {results['seconds']:.1f} s)", file=out)
+    print(format_table(results), file=out)
+    if args.json_path is not None:
+        record = _json_safe({
+            "config": {"dataset": args.dataset, "root": str(args.root), "split": dataset.split, "options": options,
+                       "limit": args.limit, **config},
+            "per_image": results["per_image"], "pixel_mean": results["pixel_mean"],
+            "image_mean": results["image_mean"], "seconds": results["seconds"],
+        })
+        if to_stdout:
+            print(json.dumps(record, indent=2))
+        else:
+            write_json(record, args.json_path)
+            print(f"wrote {args.json_path}", file=out)
+    return 0
