@@ -1,0 +1,303 @@
+"""evaluate(), `vislab stereo eval / predict / submit` end to end, depth/point-cloud geometry and colour maps."""
+
+import json
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from vislab.cli import main
+from vislab.core.checkpoint import save_atomic
+from vislab.core.errors import VislabError
+from vislab.stereo.datasets import create_dataset
+from vislab.stereo.evaluate import evaluate, parse_dataset_options, psmnet_predict_fn
+from vislab.stereo.geometry import depth_to_points, discontinuity_mask, disparity_to_depth, read_ply, write_ply
+from vislab.stereo.io import read_kitti_disparity, read_pfm, write_kitti_disparity
+from vislab.stereo.sgbm import sgbm_predict_fn
+from vislab.stereo.transforms import imagenet_normalize
+from vislab.stereo.visualize import colorize_confidence, colorize_depth, colorize_disparity, colorize_error
+
+
+@pytest.fixture(scope="module")
+def tiny_ckpt(tmp_path_factory) -> Path:
+    """A random-weights basic PSMNet (max_disp 32) in vislab's checkpoint format."""
+    from vislab.stereo.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("basic", max_disp=32)
+    path = tmp_path_factory.mktemp("ckpt") / "basic32.pt"
+    save_atomic({"model": model.state_dict(),
+                 "model_config": {"name": "basic", "max_disp": 32, "align_corners": False}}, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def crops(stereo_samples, tmp_path_factory) -> tuple[Path, Path, Path]:
+    """32x64 crops of the real Middlebury pair (+ a calib.txt rewritten for the crop): small keeps PSMNet fast."""
+    src = stereo_samples / "middlebury2014/trainingQ/Motorcycle"
+    out = tmp_path_factory.mktemp("crops")
+    box = (330, 220, 394, 252)
+    for name in ("im0", "im1"):
+        Image.open(src / f"{name}.png").crop(box).save(out / f"{name}.png")
+    calib = (src / "calib.txt").read_text().replace("width=741", "width=64").replace("height=497", "height=32")
+    (out / "calib.txt").write_text(calib)
+    return out / "im0.png", out / "im1.png", out / "calib.txt"
+
+
+def make_tiny_kitti(root: Path, sizes: list[tuple[int, int]], stereo_samples: Path) -> Path:
+    """A KITTI 2015 tree whose images are crops of the real frame 000046 (training with GT, testing without)."""
+    src = stereo_samples / "kitti2015/training"
+    disp, _ = read_kitti_disparity(src / "disp_occ_0/000046_10.png")
+    for i, (h, w) in enumerate(sizes):
+        x0, y0 = 400 + 20 * i, 215  # rows where the ground truth lies within 15-31 px (fits max_disp 32)
+        for split in ("training", "testing"):
+            for folder in ("image_2", "image_3"):
+                d = root / split / folder
+                d.mkdir(parents=True, exist_ok=True)
+                Image.open(src / folder / "000046_10.png").crop((x0, y0, x0 + w, y0 + h)).save(d / f"{i:06d}_10.png")
+        write_kitti_disparity(root / "training/disp_occ_0" / f"{i:06d}_10.png", disp[y0:y0 + h, x0:x0 + w])
+    return root
+
+
+# ------------------------------------------------------------------------------------------------ evaluate()
+
+
+def test_evaluate_with_exact_and_offset_predictions(tmp_path, stereo_samples):
+    ds = create_dataset("kitti2015", make_tiny_kitti(tmp_path / "k", [(40, 60), (48, 64)], stereo_samples))
+    gts = [ds[i]["disp"] for i in range(len(ds))]
+    calls = iter(gts)
+
+    def plus_four(left, right):  # error 4 px everywhere: bad1-3 = 100 %, D1 = share of gt < 80
+        return next(calls) + 4.0
+
+    res = evaluate(plus_four, ds, max_disp=192, progress=False)
+    assert [r["name"] for r in res["per_image"]] == ["000000_10", "000001_10"]
+    assert res["pixel_mean"]["epe"] == pytest.approx(4.0) and res["image_mean"]["bad3"] == pytest.approx(100.0)
+    valid = torch.cat([(g > 0).flatten() for g in gts])
+    near = torch.cat([g.flatten() for g in gts])[valid]
+    assert res["pixel_mean"]["d1"] == pytest.approx(100 * float((near < 80).float().mean()))
+    assert res["pixel_mean"]["n_valid"] == int(valid.sum())
+    only_one = evaluate(lambda left, right: gts[0], ds, max_disp=192, limit=1, progress=False)
+    assert only_one["n_images"] == 1 and only_one["pixel_mean"]["epe"] == 0.0
+
+
+def test_evaluate_refuses_testing_split(tmp_path, stereo_samples):
+    ds = create_dataset("kitti2015", make_tiny_kitti(tmp_path / "k", [(40, 60)], stereo_samples), split="testing")
+    with pytest.raises(VislabError, match="no ground-truth"):
+        evaluate(lambda l, r: l[0], ds, max_disp=192, progress=False)
+
+
+def test_evaluate_sgbm_on_the_three_real_pairs(stereo_samples):
+    sets = [create_dataset("kitti2015", stereo_samples / "kitti2015"),
+            create_dataset("middlebury2014", stereo_samples / "middlebury2014"),
+            create_dataset("sceneflow", stereo_samples / "sceneflow", split="testing")]
+    res = [evaluate(sgbm_predict_fn(192), ds, max_disp=192, progress=False) for ds in sets]
+    kitti, mb, ft = (r["pixel_mean"] for r in res)
+    # measured (README): KITTI D1 3.26 % EPE 0.82; Middlebury Q D1 18.3 % EPE 3.40; FlyingThings D1 35.1 % EPE 7.8
+    assert kitti["d1"] < 6 and kitti["epe"] < 1.5
+    assert mb["d1"] < 25 and mb["epe"] < 5
+    assert ft["d1"] < 45 and ft["epe"] < 12
+
+
+def test_psmnet_predict_fn_matches_model_infer(tiny_ckpt):
+    from vislab.stereo.models import load_stereo_model
+
+    model, info = load_stereo_model(tiny_ckpt, "cpu")
+    assert info["max_disp"] == 32
+    left, right = torch.rand(3, 20, 36), torch.rand(3, 20, 36)
+    out = psmnet_predict_fn(model, "cpu")(left, right)
+    ref, _ = model.infer(imagenet_normalize(left)[None], imagenet_normalize(right)[None], return_confidence=False)
+    assert out.shape == (20, 36) and torch.allclose(out, ref[0])
+
+
+def test_parse_dataset_options():
+    assert parse_dataset_options(["resolution=H", "nonocc=true", "subsets=driving,monkaa", "seed=3"]) == {
+        "resolution": "H", "nonocc": True, "subsets": "driving,monkaa", "seed": 3}
+    with pytest.raises(VislabError, match="KEY=VALUE"):
+        parse_dataset_options(["resolution"])
+
+
+# ------------------------------------------------------------------------------------------------ CLI: eval
+
+
+def test_cli_eval_sgbm_json(stereo_samples, tmp_path, capsys):
+    out = tmp_path / "res.json"
+    rc = main(["stereo", "eval", "--dataset", "kitti2015", "--root", str(stereo_samples / "kitti2015"),
+               "--method", "sgbm", "--json", str(out)])
+    assert rc == 0
+    printed = capsys.readouterr().out
+    assert "000046_10" in printed and "pixel mean" in printed and "image mean" in printed
+    rec = json.loads(out.read_text())
+    assert set(rec) >= {"config", "per_image", "pixel_mean", "image_mean"}
+    assert rec["config"]["method"] == "sgbm" and rec["config"]["max_disp"] == 192
+    assert rec["per_image"][0]["name"] == "000046_10" and rec["pixel_mean"]["d1"] < 6
+
+
+def test_cli_eval_psmnet_json_to_stdout(tmp_path, stereo_samples, tiny_ckpt, capsys):
+    root = make_tiny_kitti(tmp_path / "k", [(32, 64)], stereo_samples)
+    rc = main(["stereo", "eval", "--dataset", "kitti2015", "--root", str(root), "--weights", str(tiny_ckpt),
+               "--device", "cpu", "--json"])
+    assert rc == 0
+    captured = capsys.readouterr()
+    rec = json.loads(captured.out)  # stdout holds only the JSON; the table went to stderr
+    assert "pixel mean" in captured.err
+    assert rec["config"]["method"] == "psmnet" and rec["config"]["max_disp"] == 32
+    assert rec["per_image"][0]["n_valid"] > 0 and rec["pixel_mean"]["epe"] > 0
+
+
+def test_cli_eval_errors(tmp_path, capsys):
+    assert main(["stereo", "eval", "--dataset", "kitti2015", "--root", str(tmp_path / "none"),
+                 "--method", "sgbm"]) == 2
+    assert "root not found" in capsys.readouterr().err
+    assert main(["stereo", "eval", "--dataset", "nosuch", "--root", str(tmp_path), "--method", "sgbm"]) == 2
+    assert "unknown dataset" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------------ CLI: predict
+
+
+def test_cli_predict_sgbm_with_calibration(stereo_samples, tmp_path, capsys):
+    src = stereo_samples / "middlebury2014/trainingQ/Motorcycle"
+    out = tmp_path / "pred"
+    rc = main(["stereo", "predict", str(src / "im0.png"), str(src / "im1.png"), "--method", "sgbm",
+               "--max-disp", "80", "--calib", str(src / "calib.txt"), "--ply", "--out", str(out)])
+    assert rc == 0
+    printed = capsys.readouterr().out
+    assert "confidence: not available for sgbm" in printed and "peak memory" in printed
+    disp = np.load(out / "im0_disp.npy")
+    assert disp.shape == (497, 741) and np.isfinite(disp).all()
+    np.testing.assert_array_equal(read_pfm(out / "im0_disp.pfm"), disp)
+    d16, _ = read_kitti_disparity(out / "im0_disp16.png")
+    assert np.abs(d16 - disp).max() <= 1 / 512 + 1e-6
+    depth = np.load(out / "im0_depth.npy")
+    np.testing.assert_allclose(depth, 999.421 * 193.001 / (disp + 32.778), rtol=1e-5)
+    assert not (out / "im0_conf.npy").exists()
+    assert Image.open(out / "im0_disp.png").size == (741, 497)
+    pts, cols = read_ply(out / "im0.ply")
+    assert len(pts) == 497 * 741 and cols.shape == (len(pts), 3)
+    # the point behind pixel (u, v) = (0, 0) sits at X = (0 - cx) Z / f
+    np.testing.assert_allclose(pts[0], [-294.182 * depth[0, 0] / 999.421, -252.932 * depth[0, 0] / 999.421,
+                                        depth[0, 0]], rtol=1e-4)
+    # the motorcycle (a metre or two from a 19 cm baseline rig) is nearer than the wall behind it
+    assert 1000 < np.median(depth) < 4000
+
+
+def test_cli_predict_psmnet_confidence_and_point_filters(crops, tiny_ckpt, tmp_path, capsys):
+    left, right, calib = crops
+    out = tmp_path / "p"
+    args = ["stereo", "predict", str(left), str(right), "--weights", str(tiny_ckpt), "--device", "cpu",
+            "--calib", str(calib), "--ply", "--out", str(out)]
+    assert main(args) == 0
+    conf = np.load(out / "im0_conf.npy")
+    disp = np.load(out / "im0_disp.npy")
+    assert conf.shape == disp.shape == (32, 64) and 0 <= conf.min() and conf.max() <= 1
+    assert 0 <= disp.min() and disp.max() <= 32
+    full, _ = read_ply(out / "im0.ply")
+    threshold = float(np.median(conf))
+    assert main(args + ["--min-confidence", str(threshold), "--drop-discontinuities"]) == 0
+    filtered, _ = read_ply(out / "im0.ply")
+    expected = (conf >= threshold) & ~discontinuity_mask(disp)
+    assert len(filtered) == int(expected.sum()) < len(full)
+    assert "point cloud" in capsys.readouterr().out
+
+
+def test_cli_predict_errors(crops, tmp_path, capsys, stereo_samples):
+    left, right, calib = crops
+    small = tmp_path / "small.png"
+    Image.open(right).crop((0, 0, 60, 32)).save(small)
+    assert main(["stereo", "predict", str(left), str(small), "--method", "sgbm", "--out", str(tmp_path)]) == 2
+    assert "size mismatch" in capsys.readouterr().err
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG garbage")
+    assert main(["stereo", "predict", str(broken), str(right), "--method", "sgbm", "--out", str(tmp_path)]) == 2
+    assert "cannot read image" in capsys.readouterr().err
+    bad_ckpt = tmp_path / "bad.pt"
+    bad_ckpt.write_bytes(b"definitely not a checkpoint")
+    assert main(["stereo", "predict", str(left), str(right), "--weights", str(bad_ckpt), "--out", str(tmp_path)]) == 2
+    assert "bad.pt" in capsys.readouterr().err
+    other = tmp_path / "other.pt"
+    save_atomic({"weights": torch.zeros(3)}, other)
+    assert main(["stereo", "predict", str(left), str(right), "--weights", str(other), "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "other.pt" in err and err.count("\n") == 1
+    assert main(["stereo", "predict", str(left), str(right), "--method", "sgbm", "--ply", "--out", str(tmp_path)]) == 2
+    assert "--ply needs" in capsys.readouterr().err
+    full_calib = stereo_samples / "middlebury2014/trainingQ/Motorcycle/calib.txt"
+    assert main(["stereo", "predict", str(left), str(right), "--method", "sgbm", "--calib", str(full_calib),
+                 "--out", str(tmp_path)]) == 2
+    assert "741x497" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------------ CLI: submit
+
+
+def test_cli_submit_psmnet_on_testing_split(tmp_path, stereo_samples, tiny_ckpt, capsys):
+    sizes = [(32, 64), (36, 52)]  # different sizes: each prediction keeps its image's size
+    root = make_tiny_kitti(tmp_path / "kitti", sizes, stereo_samples)
+    out = tmp_path / "submission"
+    assert main(["stereo", "submit", "--dataset", "kitti2015", "--root", str(root), "--weights", str(tiny_ckpt),
+                 "--device", "cpu", "--out", str(out)]) == 0
+    files = sorted(p.name for p in (out / "disp_0").iterdir())
+    assert files == ["000000_10.png", "000001_10.png"]
+    for name, (h, w) in zip(files, sizes, strict=True):
+        disp, _ = read_kitti_disparity(out / "disp_0" / name)
+        assert disp.shape == (h, w) and disp.max() <= 32
+    with zipfile.ZipFile(tmp_path / "submission.zip") as zf:
+        assert sorted(zf.namelist()) == ["disp_0/000000_10.png", "disp_0/000001_10.png"]
+        assert zf.read("disp_0/000000_10.png") == (out / "disp_0/000000_10.png").read_bytes()
+    assert "submission.zip" in capsys.readouterr().out
+
+
+def test_cli_submit_sgbm_training_split_reports_d1(tmp_path, stereo_samples, capsys):
+    root = tmp_path / "kitti2012"
+    for src, dst in (("image_2", "colored_0"), ("image_3", "colored_1"), ("disp_occ_0", "disp_occ")):
+        (root / "training" / dst).mkdir(parents=True)
+        (root / "training" / dst / "000046_10.png").write_bytes(
+            (stereo_samples / "kitti2015/training" / src / "000046_10.png").read_bytes())
+    out = tmp_path / "sub"
+    assert main(["stereo", "submit", "--dataset", "kitti2012", "--root", str(root), "--split", "training",
+                 "--method", "sgbm", "--out", str(out)]) == 0
+    assert "D1 3." in capsys.readouterr().out  # the same frame as test_sgbm_on_real_kitti
+    assert (tmp_path / "sub.zip").is_file()
+
+
+# ------------------------------------------------------------------------------------------------ geometry / colours
+
+
+def test_depth_and_points_by_hand():
+    disp = np.array([[10.0, 0.0], [-5.0, np.nan]])
+    depth = disparity_to_depth(disp, focal=100.0, baseline=0.5, doffs=0.0)
+    assert depth[0, 0] == pytest.approx(5.0) and np.isnan(depth[0, 1]) and np.isnan(depth[1]).all()
+    assert disparity_to_depth(np.array([[0.0]]), 100.0, 0.5, doffs=10.0)[0, 0] == pytest.approx(5.0)
+    pts = depth_to_points(np.full((2, 3), 4.0, np.float32), focal=2.0, cx=1.0, cy=0.5)
+    np.testing.assert_allclose(pts[1, 2], [(2 - 1) * 4 / 2, (1 - 0.5) * 4 / 2, 4])
+
+
+def test_discontinuity_mask():
+    disp = np.array([[1, 1, 5, 5], [1, 1, 5, 5], [1, 1.5, 5, 5.5]], dtype=np.float32)
+    np.testing.assert_array_equal(discontinuity_mask(disp, 1.0), [[0, 1, 1, 0], [0, 1, 1, 0], [0, 1, 1, 0]])
+
+
+@pytest.mark.parametrize("binary", [True, False])
+def test_ply_roundtrip(tmp_path, binary):
+    pts = np.random.default_rng(0).normal(size=(7, 3)).astype(np.float32)
+    cols = np.random.default_rng(1).integers(0, 256, (7, 3)).astype(np.uint8)
+    path = write_ply(tmp_path / "c.ply", pts, cols, binary=binary)
+    assert path.read_bytes().startswith(b"ply\nformat " + (b"binary_little_endian" if binary else b"ascii"))
+    back, back_cols = read_ply(path)
+    np.testing.assert_allclose(back, pts, rtol=1e-5)
+    np.testing.assert_array_equal(back_cols, cols)
+
+
+def test_colour_maps():
+    disp = np.array([[0.0, 10.0], [20.0, np.nan]], dtype=np.float32)
+    rgb = colorize_disparity(disp, max_disp=20)
+    assert rgb.shape == (2, 2, 3) and rgb.dtype == np.uint8
+    assert (rgb[0, 0] == 0).all() and (rgb[1, 1] == 0).all() and rgb[1, 0].sum() > rgb[0, 1].sum()
+    assert colorize_depth(np.array([[1.0, np.nan]])).shape == (1, 2, 3)
+    assert colorize_confidence(np.array([[0.0, 1.0]]))[0, 1].sum() > colorize_confidence(np.array([[0.0]]))[0, 0].sum()
+    err = colorize_error(np.array([[1.0, 9.0, 3.0]]), np.array([[1.0, 2.0, 0.0]]))
+    assert err[0, 0].sum() < 40 and err[0, 1, 0] == 255 and (err[0, 2] == 64).all()
