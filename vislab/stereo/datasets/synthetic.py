@@ -37,6 +37,7 @@ from typing import Any
 import cv2
 import numpy as np
 import torch
+from PIL import Image
 
 from vislab.core.errors import VislabError
 from vislab.stereo.datasets.base import Sample, StereoDataset, Transform, register_dataset
@@ -60,13 +61,12 @@ def _photos() -> tuple[np.ndarray, ...]:
         path = folder / name
         if not path.is_file():  # a trimmed scikit-image install: use what is there
             continue
-        img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if img is None:
-            continue
+        with Image.open(path) as im:  # PIL, not cv2: libpng would warn about some files' colour profiles
+            img = np.asarray(im.convert("RGB"))
         scale = 640 / max(img.shape[:2])
         if scale < 1:
             img = cv2.resize(img, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-        photos.append(np.ascontiguousarray(img[..., ::-1], dtype=np.float32) / 255.0)
+        photos.append(np.ascontiguousarray(img, dtype=np.float32) / 255.0)
     return tuple(photos)
 
 

@@ -1,0 +1,202 @@
+"""The PSMNet training loop on tiny synthetic scenes: checkpoints, exact resume, NaN stop, configs, export."""
+
+import math
+
+import pytest
+import torch
+
+from vislab.cli import main as cli
+from vislab.core.checkpoint import load_checkpoint
+from vislab.core.errors import VislabError
+from vislab.core.logging import read_metrics_csv
+from vislab.stereo import train as train_module
+from vislab.stereo.configs import lr_factor, parse_crop, resolve_config
+from vislab.stereo.loss import psmnet_loss
+from vislab.stereo.models import load_stereo_model
+
+# 3 steps per epoch (6 scenes, batch 2), so 4 steps cross an epoch boundary.
+TINY = ["stereo", "train", "--dataset", "synthetic", "--model", "basic", "--max-disp", "16", "--crop", "32x64",
+        "--batch-size", "2", "--synthetic-size", "6", "--epochs", "5", "--seed", "3"]
+
+
+def _train(out, *extra: str) -> int:
+    return cli([*TINY, "--out", str(out), *extra])
+
+
+def test_resume_after_a_stop_gives_bit_identical_weights(tmp_path):
+    assert _train(tmp_path / "a", "--iters", "4") == 0
+    assert _train(tmp_path / "b", "--iters", "2", "--save-every", "1") == 0
+    mid = load_checkpoint(tmp_path / "b" / "last.pt")
+    assert (mid["iteration"], mid["epoch"], mid["step_in_epoch"]) == (2, 0, 2)  # stopped mid-epoch
+    assert _train(tmp_path / "b", "--iters", "4", "--save-every", "1", "--resume") == 0
+    a, b = load_checkpoint(tmp_path / "a" / "last.pt"), load_checkpoint(tmp_path / "b" / "last.pt")
+    assert a["iteration"] == b["iteration"] == 4 and a["epoch"] == b["epoch"] == 1
+    for key, value in a["model"].items():
+        assert torch.equal(value, b["model"][key]), key
+    for state_a, state_b in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values(), strict=True):
+        assert torch.equal(state_a["exp_avg_sq"], state_b["exp_avg_sq"])
+    # The resumed run's log has no duplicated steps.
+    rows = [r for r in read_metrics_csv(tmp_path / "b" / "metrics.csv") if "loss" in r]
+    assert [int(r["iteration"]) for r in rows] == [1, 2, 3, 4]
+    # And the weights did move.
+    fresh = train_module.build_model(resolve_config(None, {"datasets": ["synthetic"], "model": "basic",
+                                                           "max_disp": 16}))
+    assert not torch.equal(fresh.state_dict()["classify.2.weight"], a["model"]["classify.2.weight"])
+
+
+def test_checkpoints_logs_and_exported_weights(tmp_path):
+    out = tmp_path / "run"
+    assert _train(out, "--iters", "4", "--val-dataset", "synthetic", "--val-limit", "2") == 0
+    ckpt = torch.load(out / "last.pt", weights_only=True)
+    assert {"model", "model_config", "optimizer", "scheduler", "epoch", "iteration", "rng", "config", "best_d1",
+            "task"} <= set(ckpt)
+    assert ckpt["task"] == "stereo" and ckpt["model_config"]["name"] == "basic"
+    assert ckpt["config"]["crop"] == [32, 64]
+    # One validation after epoch 0 (3 steps): best.pt holds its D1.
+    best = load_checkpoint(out / "best.pt")
+    assert best["iteration"] == 3 and math.isfinite(best["best_d1"])
+    rows = read_metrics_csv(out / "metrics.csv")
+    assert [int(r["iteration"]) for r in rows if "loss" in r] == [1, 2, 3, 4]
+    val_rows = [r for r in rows if "val_d1" in r]
+    assert len(val_rows) == 1 and val_rows[0]["val_d1"] == pytest.approx(best["best_d1"], rel=1e-4)
+    assert all(math.isfinite(r["loss"]) and r["step_time"] > 0 for r in rows if "loss" in r)
+    assert list((out / "tb").glob("events.out.tfevents.*"))
+    # final_fp16.pt: fp16 weights, no optimizer, loadable as the model the predict/eval commands use.
+    final = torch.load(out / "final_fp16.pt", weights_only=True)
+    assert "optimizer" not in final and final["model_config"]["name"] == "basic"
+    floats = [v for v in final["model"].values() if v.is_floating_point()]
+    assert floats and all(v.dtype == torch.float16 for v in floats)
+    model, info = load_stereo_model(out / "final_fp16.pt")
+    assert info["name"] == "basic"
+    ref = ckpt["model"]["classify.2.weight"]
+    torch.testing.assert_close(model.state_dict()["classify.2.weight"], ref, atol=1e-3, rtol=1e-3)
+
+
+def test_export_command_writes_fp16_weights_with_the_given_range(tmp_path):
+    assert _train(tmp_path / "run", "--iters", "1") == 0
+    dst = tmp_path / "shipped.pt"
+    assert train_module.main(["export", str(tmp_path / "run" / "last.pt"), str(dst), "--max-disp", "64"]) == 0
+    model, info = load_stereo_model(dst)
+    assert info["max_disp"] == 64 and model.max_disp == 64
+    assert dst.stat().st_size < 0.6 * (tmp_path / "run" / "last.pt").stat().st_size
+    assert train_module.main(["export", str(tmp_path / "missing.pt"), str(dst)]) == 2
+
+
+def test_non_finite_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    calls = {"n": 0}
+
+    def loss_that_explodes(*args, **kwargs):
+        calls["n"] += 1
+        loss = psmnet_loss(*args, **kwargs)
+        return loss * float("nan") if calls["n"] == 3 else loss
+
+    monkeypatch.setattr(train_module, "psmnet_loss", loss_that_explodes)
+    with pytest.raises(VislabError, match=r"loss became nan at iteration 3"):
+        train_module.run_train(_args(tmp_path / "run", iters=5, save_every=1))
+    ckpt = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert ckpt["iteration"] == 2
+    assert all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
+    # Through the CLI the same failure is one line and exit status 2.
+    calls["n"] = 0
+    assert _train(tmp_path / "run2", "--iters", "5") == 2
+
+
+def _args(out, **overrides):
+    import argparse
+
+    from vislab.cli import build_parser
+
+    args = build_parser().parse_args([*TINY, "--out", str(out)])
+    assert isinstance(args, argparse.Namespace)
+    for key, value in overrides.items():
+        setattr(args, key, value)
+    return args
+
+
+def test_fine_tuning_starts_from_the_given_weights(tmp_path):
+    assert _train(tmp_path / "base", "--iters", "2") == 0
+    start = load_checkpoint(tmp_path / "base" / "final_fp16.pt")["model"]
+    assert _train(tmp_path / "ft", "--iters", "1", "--weights", str(tmp_path / "base" / "final_fp16.pt"),
+                  "--lr", "1e-9") == 0
+    tuned = load_checkpoint(tmp_path / "ft" / "last.pt")["model"]
+    key = "feature_extraction.firstconv.0.0.weight"
+    key = key if key in tuned else next(k for k in tuned if k.endswith("weight"))
+    torch.testing.assert_close(tuned[key], start[key].float(), atol=1e-3, rtol=1e-3)
+    # The wrong variant is refused with one line.
+    assert _train(tmp_path / "bad", "--iters", "1", "--weights", str(tmp_path / "base" / "final_fp16.pt"),
+                  "--model", "stackhourglass") == 2
+
+
+def test_refuses_to_overwrite_a_run_and_to_resume_nothing(tmp_path):
+    assert _train(tmp_path / "run", "--iters", "1") == 0
+    assert _train(tmp_path / "run", "--iters", "1") == 2
+    assert _train(tmp_path / "empty", "--iters", "1", "--resume") == 2
+
+
+def test_named_config_and_overrides():
+    cfg = resolve_config("cpu-synth-basic", {"batch_size": 4, "crop": (64, 128)})
+    assert cfg.model == "basic" and cfg.datasets == ["synthetic"]
+    assert cfg.batch_size == 4 and cfg.crop == (64, 128)
+    paper = resolve_config("sceneflow", {})
+    assert (paper.model, paper.max_disp, paper.lr, paper.batch_size, paper.crop) == (
+        "stackhourglass", 192, 1e-3, 12, (256, 512))
+    with pytest.raises(VislabError, match="unknown training config"):
+        resolve_config("nope", {})
+    with pytest.raises(VislabError, match="multiple of 4"):
+        resolve_config(None, {"datasets": ["synthetic"], "max_disp": 30})
+    with pytest.raises(VislabError, match="no training data"):
+        resolve_config(None, {})
+    assert parse_crop("96x192") == (96, 192)
+    with pytest.raises(VislabError):
+        parse_crop("96-192")
+
+
+def test_learning_rate_schedules():
+    assert lr_factor("none", 500) == 1.0
+    assert lr_factor("kitti", 199) == 1.0 and lr_factor("kitti", 200) == pytest.approx(0.1)
+    assert [lr_factor("step:2,4", e) for e in range(6)] == pytest.approx([1, 1, 0.1, 0.1, 0.01, 0.01])
+    with pytest.raises(VislabError):
+        lr_factor("cosine", 0)
+
+
+def test_epoch_order_is_a_function_of_seed_and_epoch_and_ranks_share_it_out():
+    order = train_module.epoch_indices(10, seed=1, epoch=0)
+    assert sorted(order) == list(range(10))
+    assert order == train_module.epoch_indices(10, seed=1, epoch=0)
+    assert order != train_module.epoch_indices(10, seed=1, epoch=1)
+    r0 = train_module.epoch_indices(11, seed=1, epoch=2, rank=0, world=2)
+    r1 = train_module.epoch_indices(11, seed=1, epoch=2, rank=1, world=2)
+    assert len(r0) == len(r1) == 5 and not set(r0) & set(r1)
+
+
+def test_roots_pair_with_the_datasets_that_need_them():
+    assert train_module._pair_roots(["synthetic", "sceneflow"], ["/d"]) == [None, "/d"]
+    assert train_module._pair_roots(["kitti2015", "sceneflow"], ["/k", "/s"]) == ["/k", "/s"]
+    with pytest.raises(VislabError, match="need a --root"):
+        train_module._pair_roots(["kitti2015", "sceneflow"], ["/k"])
+
+
+def test_mixed_datasets_are_concatenated(tmp_path):
+    import argparse
+
+    from vislab.stereo.datasets.synthetic import run_synth
+
+    run_synth(argparse.Namespace(n=3, out=str(tmp_path / "sf"), height=40, width=72, max_disp=16, seed=0))
+    cfg = resolve_config(None, {"datasets": ["synthetic", "sceneflow"], "roots": [None, str(tmp_path / "sf")],
+                                "crop": (32, 64), "max_disp": 16, "synthetic_size": 5})
+    ds = train_module.build_train_dataset(cfg)
+    assert len(ds) == 8
+    assert ds[0]["left"].shape == ds[7]["left"].shape == (3, 32, 64)
+
+
+def test_loss_weights_and_mask():
+    gt = torch.tensor([[[1.0, 5.0, 20.0]]])
+    mask = (gt > 0) & (gt < 16)
+    outs = (gt + 1, gt + 2, gt)
+    loss = psmnet_loss(outs, gt, mask, (0.5, 0.7, 1.0))
+    # smooth-L1 of an error of 1 is 0.5, of 2 is 1.5; the 20 px pixel (>= max_disp) is ignored.
+    assert loss.item() == pytest.approx(0.5 * 0.5 + 0.7 * 1.5)
+    out = torch.zeros(1, 1, 3, requires_grad=True)
+    empty = psmnet_loss((out,), gt, torch.zeros_like(mask), (1.0,))
+    empty.backward()
+    assert empty.item() == 0 and out.grad is not None
