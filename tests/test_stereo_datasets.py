@@ -137,6 +137,10 @@ def test_kitti_missing_pieces(tmp_path):
         create_dataset("kitti2015", make_kitti(tmp_path / "k12", 2012))  # a 2012 tree is not a 2015 tree
     with pytest.raises(VislabError, match="root not found"):
         create_dataset("kitti2015", tmp_path / "nowhere")
+    with pytest.raises(VislabError, match="root folder is required"):
+        create_dataset("kitti2015", None)
+    with pytest.raises(VislabError, match="kitti2015.*unexpected keyword"):
+        create_dataset("kitti2015", root, resolution="Q")
     empty = tmp_path / "empty"
     for d in ("image_2", "image_3", "disp_occ_0"):
         (empty / "training" / d).mkdir(parents=True)

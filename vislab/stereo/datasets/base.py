@@ -54,12 +54,14 @@ class StereoDataset(torch.utils.data.Dataset):
 
     def __init__(self, root: str | Path | None, split: str = "training", transform: Transform | None = None,
                  seed: int = 0):
-        self.root = Path(root) if root is not None else None
+        self.root = Path(root).expanduser() if root is not None else None
         self.split = split
         self.transform = transform
         self.seed = int(seed)
         self.epoch = 0
-        if self.root is not None and not self.root.is_dir():
+        if self.root is None:  # only generated datasets (which override __init__) live without files
+            raise VislabError(f"{self.dataset_name}: a dataset root folder is required (--root)")
+        if not self.root.is_dir():
             raise VislabError(f"{self.dataset_name}: dataset root not found: {self.root}")
         self.samples: list[StereoPair] = list(self.discover())
         if not self.samples:
