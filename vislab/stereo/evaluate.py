@@ -157,7 +157,8 @@ def run_eval(args: argparse.Namespace) -> int:
     results = evaluate(predict_fn, dataset, max_disp=max_disp, limit=args.limit)
     to_stdout = args.json_path == "-"
     out = sys.stderr if to_stdout else sys.stdout
-    print(f"{config['method']} on {args.dataset} ({args.root}, {len(results['per_image'])} pairs, "
+    method = "sgbm" if config["method"] == "sgbm" else f"psmnet {config['name']} ({config['path']})"
+    print(f"{method} on {args.dataset} ({args.root}, {len(results['per_image'])} pairs, "
           f"max disparity {max_disp}, {results['seconds']:.1f} s)", file=out)
     print(format_table(results), file=out)
     if args.json_path is not None:
