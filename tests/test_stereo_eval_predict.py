@@ -232,6 +232,21 @@ def test_cli_predict_errors(crops, tmp_path, capsys, stereo_samples):
     assert "741x497" in capsys.readouterr().err
 
 
+def test_cli_predict_focal_baseline(crops, tmp_path, capsys):
+    left, right, _ = crops
+    out = tmp_path / "fb"
+    assert main(["stereo", "predict", str(left), str(right), "--method", "sgbm", "--max-disp", "32",
+                 "--focal", "100", "--baseline", "0.5", "--ply", "--out", str(out)]) == 0
+    disp, depth = np.load(out / "im0_disp.npy"), np.load(out / "im0_depth.npy")
+    ok = disp > 0
+    np.testing.assert_allclose(depth[ok], 50.0 / disp[ok], rtol=1e-5)  # no doffs without a calib.txt
+    pts, _ = read_ply(out / "im0.ply")
+    assert len(pts) == int(np.isfinite(depth).sum())
+    assert main(["stereo", "predict", str(left), str(right), "--method", "sgbm", "--focal", "100",
+                 "--out", str(out)]) == 2
+    assert "both --focal and --baseline" in capsys.readouterr().err
+
+
 # ------------------------------------------------------------------------------------------------ CLI: submit
 
 
