@@ -2,7 +2,7 @@
 
 Folding removes a full pass over every activation (BN in eval mode is an affine map per channel, so it
 can be merged into the conv's weight and bias); channels-last 3D lets oneDNN pick much faster CPU
-kernels for Conv3d/ConvTranspose3d (measured about 1.7x and 2.7x at PSMNet's 1/4-scale volume sizes).
+kernels (measured on a 2-core AVX-512 CPU: Conv3d about 1.7x, ConvTranspose3d 2.7x, Conv2d 1.5-2x faster).
 The copy computes the same function up to float rounding (~1e-6 relative).
 """
 
@@ -36,4 +36,6 @@ def fused_inference_copy(model: nn.Module, channels_last: bool) -> nn.Module:
             for m in model.modules():
                 if isinstance(m, (nn.Conv3d, nn.ConvTranspose3d)):
                     m.weight.data = m.weight.data.contiguous(memory_format=torch.channels_last_3d)
+                elif isinstance(m, nn.Conv2d):
+                    m.weight.data = m.weight.data.contiguous(memory_format=torch.channels_last)
     return model

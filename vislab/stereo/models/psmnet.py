@@ -92,8 +92,13 @@ class PSMNet(nn.Module):
 
     def _stem(self, left: torch.Tensor, right: torch.Tensor, channels_last: bool) -> torch.Tensor:
         """Features of both images -> concatenation volume -> dres0 (B, 32, D', H/4, W/4)."""
-        left_feat = self.feature_extraction(left)
-        right_feat = self.feature_extraction(right)
+        if self.training:  # separately, so BatchNorm sees per-image batch statistics as in the paper
+            left_feat, right_feat = self.feature_extraction(left), self.feature_extraction(right)
+        else:  # one batch of 2B images: the same numbers with running statistics, half the calls
+            both = torch.cat([left, right])
+            if channels_last:
+                both = both.contiguous(memory_format=torch.channels_last)
+            left_feat, right_feat = self.feature_extraction(both).chunk(2)
         x = build_concat_volume(left_feat, right_feat, self.volume_disparities, channels_last)
         del left_feat, right_feat
         # dres0 layer by layer, so the 64-channel volume is released after its first convolution.
@@ -164,9 +169,9 @@ class PSMNet(nn.Module):
         device = tensors[0].device
         key = (device, tuple((t.data_ptr(), t._version) for t in tensors))
         if self._fast_cache is None or self._fast_cache[0] != key:
-            copy = type(self)(self.max_disp, self.align_corners)
+            copy = type(self)(self.max_disp, self.align_corners).to(device=device, dtype=tensors[0].dtype)
             copy.load_state_dict(self.state_dict())
-            self._fast_cache = (key, fused_inference_copy(copy.to(device), channels_last=device.type == "cpu"))
+            self._fast_cache = (key, fused_inference_copy(copy, channels_last=device.type == "cpu"))
         return self._fast_cache[1]
 
     def __getstate__(self) -> dict:

@@ -68,15 +68,27 @@ def _lerp_along(x: torch.Tensor, dim: int, taps: tuple[torch.Tensor, torch.Tenso
     return lo.add_((x.index_select(dim, i1) - lo).mul_(lam.view(shape)))
 
 
+def _interp_matrix(in_size: int, out_size: int, align_corners: bool, device: torch.device,
+                   dtype: torch.dtype) -> torch.Tensor:
+    """(out_size, in_size) matrix of linear-interpolation weights (two non-zeros per row)."""
+    i0, i1, lam = _linear_taps(in_size, out_size, 0, out_size, align_corners, device, dtype)
+    m = torch.zeros(out_size, in_size, device=device, dtype=dtype)
+    rows = torch.arange(out_size, device=device)
+    m.index_put_((rows, i0), 1 - lam, accumulate=True)
+    m.index_put_((rows, i1), lam, accumulate=True)
+    return m
+
+
 def regress_chunked(cost: torch.Tensor, max_disp: int, size: tuple[int, int], rows: tuple[int, int],
                     cols: tuple[int, int], align_corners: bool, return_confidence: bool = True,
-                    chunk_rows: int = 16) -> tuple[torch.Tensor, torch.Tensor | None]:
+                    chunk_elements: int = 1 << 24) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Fused trilinear upsample + softmax + regression for the output window ``rows`` x ``cols`` only.
 
     ``size`` is the full (padded) output size the cost is upsampled to; only the requested window is
-    computed, ``chunk_rows`` rows at a time, so memory is O(D * chunk_rows * W). The upsampling is
-    separable, so interpolating W, then H, then D with PyTorch's source-index formula gives the
-    same values as one trilinear ``F.interpolate`` (up to float rounding).
+    computed, a band of rows at a time with at most ``chunk_elements`` values of the (D, rows, W)
+    volume in memory (64 MB by default; the 3D CNN before this needs several times more). The
+    upsampling is separable: W and H are interpolated with PyTorch's source-index formula, D as a
+    matrix product, which gives the same values as one trilinear ``F.interpolate`` up to float rounding.
 
     Confidence is the softmax probability mass within ``CONFIDENCE_RADIUS`` px of the estimate:
     near 1 for a sharp single peak, low for flat or multi-modal matching costs.
@@ -85,23 +97,27 @@ def regress_chunked(cost: torch.Tensor, max_disp: int, size: tuple[int, int], ro
     out_h, out_w = size
     dev, dt = cost.device, cost.dtype
     cost = _lerp_along(cost, 3, _linear_taps(w4, out_w, cols[0], cols[1], align_corners, dev, dt))
-    d_taps = _linear_taps(d4, max_disp, 0, max_disp, align_corners, dev, dt)
-    disp_values = torch.arange(max_disp, device=dev, dtype=dt).view(1, max_disp, 1, 1)
+    d_matrix = _interp_matrix(d4, max_disp, align_corners, dev, dt)  # (D, D/4)
+    disp_values = torch.arange(max_disp, device=dev, dtype=dt)
     n_rows, n_cols = rows[1] - rows[0], cols[1] - cols[0]
     disparity = cost.new_empty(b, n_rows, n_cols)
     confidence = cost.new_empty(b, n_rows, n_cols) if return_confidence else None
+    chunk_rows = max(1, chunk_elements // (b * max_disp * n_cols))
     for r0 in range(rows[0], rows[1], chunk_rows):
         r1 = min(r0 + chunk_rows, rows[1])
         band = _lerp_along(cost, 2, _linear_taps(h4, out_h, r0, r1, align_corners, dev, dt))
-        logits = _lerp_along(band, 1, d_taps)  # (B, D, rows, W): the only full-D tensor, one band
-        logits -= logits.amax(dim=1, keepdim=True)
-        weights = logits.exp_()
+        # (B, D, rows * W): the only full-D tensor, one band at a time; softmax computed in place.
+        weights = torch.matmul(d_matrix, band.reshape(b, d4, -1))
+        del band
+        weights -= weights.amax(dim=1, keepdim=True)
+        weights.exp_()
         total = weights.sum(dim=1)
-        est = (weights * disp_values).sum(dim=1).div_(total)
+        est = torch.matmul(disp_values, weights).div_(total).view(b, r1 - r0, n_cols)
         out = slice(r0 - rows[0], r1 - rows[0])
         disparity[:, out] = est
         if confidence is not None:
-            confidence[:, out] = _mass_near(weights, est, max_disp).div_(total)
+            mass = _mass_near(weights.view(b, max_disp, r1 - r0, n_cols), est, max_disp)
+            confidence[:, out] = mass.div_(total.view_as(mass))
     return disparity, confidence
 
 

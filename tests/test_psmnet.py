@@ -1,0 +1,144 @@
+"""PSMNet model: official state-dict layout, any input size, train/eval outputs, building blocks."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from vislab.core.errors import VislabError
+from vislab.stereo.models import create_model, list_models
+from vislab.stereo.models.feature import ClippedAvgPool2d
+from vislab.stereo.models.volume import build_concat_volume, regress_chunked, regress_full
+
+KEYS_JSON = Path(__file__).resolve().parents[2] / "shared" / "psmnet_state_dict_keys.json"
+
+
+@pytest.mark.parametrize("name,params", [("stackhourglass", 5_224_768), ("basic", 3_672_896)])
+def test_state_dict_matches_official_names_and_shapes(name, params):
+    if not KEYS_JSON.is_file():
+        pytest.skip(f"{KEYS_JSON} not available")
+    official = json.loads(KEYS_JSON.read_text())[name]
+    ours = create_model(name, max_disp=192).state_dict()
+    assert list(ours) == list(official)
+    assert {k: list(v.shape) for k, v in ours.items()} == official
+    assert sum(p.numel() for p in create_model(name).parameters()) == params
+
+
+def test_registry_and_argument_errors():
+    assert list_models() == ["stackhourglass", "basic"]
+    model = create_model("basic", max_disp=64, align_corners=True)
+    assert (model.name, model.max_disp, model.align_corners) == ("basic", 64, True)
+    with pytest.raises(VislabError, match="unknown stereo model"):
+        create_model("gcnet")
+    for bad in (30, 0, -4):
+        with pytest.raises(VislabError, match="multiple of 4"):
+            create_model("stackhourglass", max_disp=bad)
+    with pytest.raises(VislabError, match="differ in size"):
+        model.infer(torch.zeros(1, 3, 32, 32), torch.zeros(1, 3, 32, 40))
+
+
+def test_official_init_statistics():
+    model = create_model("stackhourglass")
+    w = model.dres0[0][0].weight  # Conv3d 64->32, n = 27 * 32
+    assert abs(w.std().item() - (2.0 / (27 * 32)) ** 0.5) < 0.05 * (2.0 / (27 * 32)) ** 0.5
+    bn = model.dres0[0][1]
+    assert torch.all(bn.weight == 1) and torch.all(bn.bias == 0)
+
+
+@pytest.mark.parametrize("size,max_disp", [((37, 91), 16), ((130, 257), 4), ((200, 300), 4)])
+def test_any_size_gives_output_of_input_size(size, max_disp):
+    """Odd sizes and sizes under 256 px (where the official 64x64 SPP window does not fit)."""
+    torch.manual_seed(0)
+    model = create_model("stackhourglass", max_disp=max_disp).eval()
+    left, right = torch.randn(1, 3, *size), torch.randn(1, 3, *size)
+    disp, conf = model.infer(left, right)
+    assert disp.shape == conf.shape == (1, *size)
+    assert torch.isfinite(disp).all() and disp.min() >= 0 and disp.max() <= max_disp - 1
+    assert conf.min() >= 0 and conf.max() <= 1 + 1e-6
+    if size == (37, 91):  # the autograd-capable eval forward agrees (float64 parity is in test_psmnet_parity)
+        assert torch.allclose(disp, model(left, right), atol=1e-3)
+
+
+def test_max_disp_multiple_of_4_not_16():
+    torch.manual_seed(0)
+    model = create_model("basic", max_disp=36).eval()
+    assert model.volume_disparities == 12  # 9 planes at 1/4 scale, rounded up to 12, cropped back to 9
+    left, right = torch.randn(1, 3, 48, 64), torch.randn(1, 3, 48, 64)
+    disp, conf = model.infer(left, right, return_confidence=False)
+    assert conf is None and disp.shape == (1, 48, 64)
+    assert disp.min() >= 0 and disp.max() <= 35
+
+
+@pytest.mark.parametrize("name,n_out", [("stackhourglass", 3), ("basic", 1)])
+def test_train_mode_outputs_and_gradients(name, n_out):
+    torch.manual_seed(0)
+    model = create_model(name, max_disp=16).train()
+    left, right = torch.randn(2, 3, 30, 40), torch.randn(2, 3, 30, 40)
+    outs = model(left, right)
+    assert isinstance(outs, tuple) and len(outs) == n_out
+    assert all(o.shape == (2, 30, 40) for o in outs)
+    sum(F.smooth_l1_loss(o, torch.full_like(o, 5.0)) for o in outs).backward()
+    first = model.feature_extraction.firstconv[0][0].weight.grad
+    last = (model.classif3 if name == "stackhourglass" else model.classify)[2].weight.grad
+    assert first is not None and first.abs().sum() > 0
+    assert last is not None and last.abs().sum() > 0
+
+
+def test_training_batch_of_one_on_tiny_images_is_a_vislab_error():
+    model = create_model("basic", max_disp=16).train()
+    with pytest.raises(VislabError, match="batch size above 1"):
+        model(torch.randn(1, 3, 64, 64), torch.randn(1, 3, 64, 64))
+
+
+def test_infer_uses_eval_semantics_and_follows_weight_updates():
+    torch.manual_seed(0)
+    model = create_model("basic", max_disp=16)
+    left, right = torch.randn(1, 3, 20, 30), torch.randn(1, 3, 20, 30)
+    model.train()
+    in_train_mode = model.infer(left, right)[0]
+    assert model.training  # infer does not switch the mode
+    with torch.no_grad():
+        model.eval()
+        assert torch.allclose(in_train_mode, model(left, right), atol=1e-4)
+        for p in model.classify.parameters():
+            p.mul_(-3.0)  # an in-place update, as an optimizer step does
+        fresh = create_model("basic", max_disp=16).eval()
+        fresh.load_state_dict(model.state_dict())
+    assert torch.allclose(model.infer(left, right)[0], fresh.infer(left, right)[0], atol=1e-5)
+    assert not torch.allclose(model.infer(left, right)[0], in_train_mode, atol=1e-2)
+
+
+def test_clipped_pool_equals_avgpool_when_window_fits_and_is_global_otherwise():
+    x = torch.randn(2, 4, 20, 70)
+    assert torch.equal(ClippedAvgPool2d(16)(x), F.avg_pool2d(x, 16, stride=16))
+    y = ClippedAvgPool2d(64)(x)
+    assert y.shape == (2, 4, 1, 1)
+    assert torch.allclose(y, F.avg_pool2d(x[..., :64], (20, 64)))
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_concat_volume_matches_definition(channels_last):
+    torch.manual_seed(0)
+    left, right = torch.randn(2, 3, 4, 9), torch.randn(2, 3, 4, 9)
+    vol = build_concat_volume(left, right, 12, channels_last=channels_last)  # more planes than columns
+    assert vol.shape == (2, 6, 12, 4, 9)
+    for d in range(12):
+        for x in range(9):
+            want = torch.cat([left[..., x], right[..., x - d]], 1) if x >= d else torch.zeros(2, 6, 4)
+            assert torch.equal(vol[:, :, d, :, x], want)
+
+
+@pytest.mark.parametrize("align_corners", [False, True])
+def test_chunked_regression_equals_full_volume(align_corners):
+    torch.manual_seed(0)
+    cost = torch.randn(2, 12, 9, 13) * 3
+    full = regress_full(cost, 48, (36, 52), align_corners)
+    disp, conf = regress_chunked(cost, 48, (36, 52), (5, 36), (0, 40), align_corners, chunk_elements=48 * 2 * 40 * 3)
+    assert torch.allclose(disp, full[:, 5:, :40], atol=1e-4)
+    # confidence = probability mass within 2 px of the estimate, recomputed directly
+    up = F.interpolate(cost.unsqueeze(1), (48, 36, 52), mode="trilinear", align_corners=align_corners)
+    prob = F.softmax(up.squeeze(1), 1)[:, :, 5:, :40]
+    near = (torch.arange(48).view(1, -1, 1, 1) - disp.unsqueeze(1)).abs() <= 2
+    assert torch.allclose(conf, (prob * near).sum(1), atol=1e-5)
