@@ -14,6 +14,16 @@ from vislab.stereo.configs import lr_factor, parse_crop, resolve_config
 from vislab.stereo.loss import psmnet_loss
 from vislab.stereo.models import load_stereo_model
 
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One intra-op thread: on a shared, oversubscribed CPU two spinning OpenMP threads are ~10x slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 # 3 steps per epoch (6 scenes, batch 2), so 4 steps cross an epoch boundary.
 TINY = ["stereo", "train", "--dataset", "synthetic", "--model", "basic", "--max-disp", "16", "--crop", "32x64",
         "--batch-size", "2", "--synthetic-size", "6", "--epochs", "5", "--seed", "3"]
@@ -23,13 +33,20 @@ def _train(out, *extra: str) -> int:
     return cli([*TINY, "--out", str(out), *extra])
 
 
-def test_resume_after_a_stop_gives_bit_identical_weights(tmp_path):
-    assert _train(tmp_path / "a", "--iters", "4") == 0
+@pytest.fixture(scope="module")
+def base_run(tmp_path_factory):
+    """4 uninterrupted steps (crossing an epoch end, with validation after epoch 0), shared by several tests."""
+    out = tmp_path_factory.mktemp("train") / "base"
+    assert _train(out, "--iters", "4", "--val-dataset", "synthetic", "--val-limit", "2") == 0
+    return out
+
+
+def test_resume_after_a_stop_gives_bit_identical_weights(tmp_path, base_run):
     assert _train(tmp_path / "b", "--iters", "2", "--save-every", "1") == 0
     mid = load_checkpoint(tmp_path / "b" / "last.pt")
     assert (mid["iteration"], mid["epoch"], mid["step_in_epoch"]) == (2, 0, 2)  # stopped mid-epoch
     assert _train(tmp_path / "b", "--iters", "4", "--save-every", "1", "--resume") == 0
-    a, b = load_checkpoint(tmp_path / "a" / "last.pt"), load_checkpoint(tmp_path / "b" / "last.pt")
+    a, b = load_checkpoint(base_run / "last.pt"), load_checkpoint(tmp_path / "b" / "last.pt")
     assert a["iteration"] == b["iteration"] == 4 and a["epoch"] == b["epoch"] == 1
     for key, value in a["model"].items():
         assert torch.equal(value, b["model"][key]), key
@@ -44,9 +61,8 @@ def test_resume_after_a_stop_gives_bit_identical_weights(tmp_path):
     assert not torch.equal(fresh.state_dict()["classify.2.weight"], a["model"]["classify.2.weight"])
 
 
-def test_checkpoints_logs_and_exported_weights(tmp_path):
-    out = tmp_path / "run"
-    assert _train(out, "--iters", "4", "--val-dataset", "synthetic", "--val-limit", "2") == 0
+def test_checkpoints_logs_and_exported_weights(base_run):
+    out = base_run
     ckpt = torch.load(out / "last.pt", weights_only=True)
     assert {"model", "model_config", "optimizer", "scheduler", "epoch", "iteration", "rng", "config", "best_d1",
             "task"} <= set(ckpt)
@@ -72,23 +88,22 @@ def test_checkpoints_logs_and_exported_weights(tmp_path):
     torch.testing.assert_close(model.state_dict()["classify.2.weight"], ref, atol=1e-3, rtol=1e-3)
 
 
-def test_export_command_writes_fp16_weights_with_the_given_range(tmp_path):
-    assert _train(tmp_path / "run", "--iters", "1") == 0
+def test_export_command_writes_fp16_weights_with_the_given_range(tmp_path, base_run):
     dst = tmp_path / "shipped.pt"
-    assert train_module.main(["export", str(tmp_path / "run" / "last.pt"), str(dst), "--max-disp", "64"]) == 0
+    assert train_module.main(["export", str(base_run / "last.pt"), str(dst), "--max-disp", "64"]) == 0
     model, info = load_stereo_model(dst)
     assert info["max_disp"] == 64 and model.max_disp == 64
-    assert dst.stat().st_size < 0.6 * (tmp_path / "run" / "last.pt").stat().st_size
+    assert dst.stat().st_size < 0.6 * (base_run / "last.pt").stat().st_size
     assert train_module.main(["export", str(tmp_path / "missing.pt"), str(dst)]) == 2
 
 
 def test_non_finite_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
-    calls = {"n": 0}
+    calls = {"n": 0, "explode_at": 3}
 
     def loss_that_explodes(*args, **kwargs):
         calls["n"] += 1
         loss = psmnet_loss(*args, **kwargs)
-        return loss * float("nan") if calls["n"] == 3 else loss
+        return loss * float("nan") if calls["n"] == calls["explode_at"] else loss
 
     monkeypatch.setattr(train_module, "psmnet_loss", loss_that_explodes)
     with pytest.raises(VislabError, match=r"loss became nan at iteration 3"):
@@ -97,7 +112,7 @@ def test_non_finite_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkp
     assert ckpt["iteration"] == 2
     assert all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
     # Through the CLI the same failure is one line and exit status 2.
-    calls["n"] = 0
+    calls.update(n=0, explode_at=1)
     assert _train(tmp_path / "run2", "--iters", "5") == 2
 
 
@@ -113,23 +128,19 @@ def _args(out, **overrides):
     return args
 
 
-def test_fine_tuning_starts_from_the_given_weights(tmp_path):
-    assert _train(tmp_path / "base", "--iters", "2") == 0
-    start = load_checkpoint(tmp_path / "base" / "final_fp16.pt")["model"]
-    assert _train(tmp_path / "ft", "--iters", "1", "--weights", str(tmp_path / "base" / "final_fp16.pt"),
-                  "--lr", "1e-9") == 0
+def test_fine_tuning_starts_from_the_given_weights(tmp_path, base_run):
+    start = load_checkpoint(base_run / "final_fp16.pt")["model"]
+    assert _train(tmp_path / "ft", "--iters", "1", "--weights", str(base_run / "final_fp16.pt"), "--lr", "1e-9") == 0
     tuned = load_checkpoint(tmp_path / "ft" / "last.pt")["model"]
-    key = "feature_extraction.firstconv.0.0.weight"
-    key = key if key in tuned else next(k for k in tuned if k.endswith("weight"))
-    torch.testing.assert_close(tuned[key], start[key].float(), atol=1e-3, rtol=1e-3)
+    for key in ("feature_extraction.firstconv.0.0.weight", "classify.2.weight"):
+        torch.testing.assert_close(tuned[key], start[key].float(), atol=1e-3, rtol=1e-3)
     # The wrong variant is refused with one line.
-    assert _train(tmp_path / "bad", "--iters", "1", "--weights", str(tmp_path / "base" / "final_fp16.pt"),
+    assert _train(tmp_path / "bad", "--iters", "1", "--weights", str(base_run / "final_fp16.pt"),
                   "--model", "stackhourglass") == 2
 
 
-def test_refuses_to_overwrite_a_run_and_to_resume_nothing(tmp_path):
-    assert _train(tmp_path / "run", "--iters", "1") == 0
-    assert _train(tmp_path / "run", "--iters", "1") == 2
+def test_refuses_to_overwrite_a_run_and_to_resume_nothing(tmp_path, base_run):
+    assert _train(base_run, "--iters", "1") == 2
     assert _train(tmp_path / "empty", "--iters", "1", "--resume") == 2
 
 
