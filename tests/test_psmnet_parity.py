@@ -98,13 +98,15 @@ def _randomise_bn(model, seed=1):
     return model
 
 
-def _calibrated(name, max_disp, size, seed=0):
+def _calibrated(name, max_disp, size, seed=0, classifier_scale=0.2):
     """Random weights whose BN statistics come from a few training-mode passes on random images.
 
     Random 3D CNNs give cost logits of tens to millions; there float32 rounding alone (the same
     algorithm in float64 vs float32) moves the soft-argmin by more than 1e-3 px. Calibrated BN and
     a smaller final classifier conv keep the costs in a range where the float32 comparison tests
     the implementation, not rounding (the float64 test checks the algorithm itself to 1e-6).
+    Measured at 256x512, max_disp 192, scale 0.2: the float32 reference itself is 7.9e-4 px from the
+    float64 result, vislab 9.4e-4 px; hence scale 0.1 there, which halves the rounding noise.
     """
     torch.manual_seed(seed)
     model = create_model(name, max_disp=max_disp)
@@ -117,7 +119,7 @@ def _calibrated(name, max_disp, size, seed=0):
             model(torch.randn(2, 3, *size), torch.randn(2, 3, *size))
         for m in model.modules():
             if isinstance(m, torch.nn.Sequential) and isinstance(m[-1], torch.nn.Conv3d) and m[-1].out_channels == 1:
-                m[-1].weight.mul_(0.2)
+                m[-1].weight.mul_(classifier_scale)
     return model.eval()
 
 
@@ -165,7 +167,7 @@ def test_train_mode_matches_reference_outputs():
 
 @pytest.mark.slow
 def test_float32_matches_reference_at_256x512_maxdisp192():
-    model = _calibrated("stackhourglass", 192, (256, 256))
+    model = _calibrated("stackhourglass", 192, (256, 256), classifier_scale=0.1)
     torch.manual_seed(5)
     left, right = torch.randn(1, 3, 256, 512), torch.randn(1, 3, 256, 512)
     with torch.no_grad():

@@ -64,7 +64,7 @@ def _rows(model: PSMNet) -> list[_Row]:
     return rows
 
 
-def _describe(shape: tuple[int, ...], h: int, w: int, d: int) -> str:
+def _describe(shape: tuple[int, ...], h: int, w: int, d: int, d_sym: str | None = None) -> str:
     """(B, C, H, W) or (B, C, D, H, W) -> 'D/4 x H/4 x W/4 x C (48x64x128x32)' in the lab's notation."""
     def frac(n: int, full: int, sym: str) -> str:
         if n == full:
@@ -75,7 +75,7 @@ def _describe(shape: tuple[int, ...], h: int, w: int, d: int) -> str:
     dims = shape[2:]
     syms = [frac(dims[-2], h, "H"), frac(dims[-1], w, "W")]
     if len(dims) == 3:
-        syms.insert(0, frac(dims[0], d, "D"))
+        syms.insert(0, frac(dims[0], d, "D" if d_sym is None else d_sym))
     return f"{' x '.join(syms)} x {shape[1]}  ({'x'.join(map(str, (*dims, shape[1])))})"
 
 
@@ -102,12 +102,18 @@ def layer_table(name: str = "stackhourglass", height: int = 256, width: int = 51
         model._predict_autograd(x, x)
     for h in hooks:
         h.remove()
+    # For a max_disp that is not a multiple of 16 the volume holds D' > D disparities (see PSMNet).
+    d_vol = 4 * model.volume_disparities
+    d_sym = "D'" if d_vol != max_disp else None
     table = [("input", "", f"H x W x 3  ({hp}x{wp}x3)", 0)]
     for row in rows:
-        params = sum(p.numel() for m in row.modules for p in m.parameters())
-        if row.take == "input":
-            params = 0
-        table.append((row.name, row.setting, _describe(row.shape, hp, wp, max_disp), params))
+        params = 0 if row.take == "input" else sum(p.numel() for m in row.modules for p in m.parameters())
+        if row.name.startswith("branch_"):  # shown after the bilinear upsampling, as in the lab's table
+            up = (1, row.shape[1], hp // 4, wp // 4)
+            out = f"{_describe(up, hp, wp, d_vol)}, pooled {row.shape[2]}x{row.shape[3]}"
+        else:
+            out = _describe(row.shape, hp, wp, d_vol, d_sym)
+        table.append((row.name, row.setting, out, params))
     table += [
         ("upsample", "trilinear to D x H x W", f"D x H x W  ({max_disp}x{hp}x{wp})", 0),
         ("regression", "softmax over D, sum_d d * p(d)", f"H x W  ({hp}x{wp}), cropped to {height}x{width}", 0),
@@ -121,6 +127,10 @@ def run_summary(args: argparse.Namespace) -> int:
     hp, wp = args.height + (-args.height) % 16, args.width + (-args.width) % 16
     pad_note = f" (padded to {hp}x{wp})" if (hp, wp) != (args.height, args.width) else ""
     print(f"PSMNet {args.model}: input {args.height}x{args.width}{pad_note}, max disparity D = {args.max_disp}")
+    if args.max_disp % 16:
+        d_vol = 16 * -(-args.max_disp // 16)
+        print(f"the cost volume holds D' = {d_vol} disparities (the hourglass needs D'/4 divisible by 4); "
+              f"the cost is cropped back to D/4 = {args.max_disp // 4} planes before upsampling")
     widths = [max(len(r[0]) for r in table), max(len(r[1]) for r in table), max(len(r[2]) for r in table)]
     header = f"{'name':<{widths[0]}}  {'layer setting':<{widths[1]}}  {'output dimension':<{widths[2]}}  {'params':>9}"
     print(header)
