@@ -185,6 +185,14 @@ def test_roots_pair_with_the_datasets_that_need_them():
     assert train_module._pair_roots(["kitti2015", "sceneflow"], ["/k", "/s"]) == ["/k", "/s"]
     with pytest.raises(VislabError, match="need a --root"):
         train_module._pair_roots(["kitti2015", "sceneflow"], ["/k"])
+    # --root alone names the roots of the --config's datasets; a missing root is a one-line error.
+    from vislab.cli import build_parser
+
+    parse = build_parser().parse_args
+    cfg = train_module.config_from_args(parse(["stereo", "train", "--config", "sceneflow", "--root", "/sf"]))
+    assert cfg.datasets == ["sceneflow"] and cfg.roots == ["/sf"]
+    with pytest.raises(VislabError, match="needs --root"):
+        train_module.config_from_args(parse(["stereo", "train", "--config", "kitti2015"]))
 
 
 def test_mixed_datasets_are_concatenated(tmp_path):

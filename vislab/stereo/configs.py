@@ -120,6 +120,11 @@ def validate(cfg: TrainConfig) -> None:
     """One-line VislabErrors for settings that cannot work."""
     if not cfg.datasets:
         raise VislabError("no training data: give --dataset NAME (and --root DIR), or a --config that names one")
+    if len(cfg.roots) != len(cfg.datasets):
+        cfg.roots = list(cfg.roots) + [None] * (len(cfg.datasets) - len(cfg.roots))
+    for name, root in zip(cfg.datasets, cfg.roots, strict=True):
+        if root is None and name != "synthetic":
+            raise VislabError(f"dataset {name!r} needs --root DIR")
     if cfg.model not in ("stackhourglass", "basic"):
         raise VislabError(f"unknown model {cfg.model!r}; choose stackhourglass or basic")
     if cfg.max_disp <= 0 or cfg.max_disp % 4:

@@ -416,8 +416,12 @@ def _epochs(run: Run, train_set: torch.utils.data.Dataset, val_set: torch.utils.
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """Named config (``--config``) overridden by the flags that were given."""
+    from vislab.stereo.configs import CONFIGS
+
     datasets = args.dataset
-    roots = _pair_roots(datasets, args.root) if datasets else None
+    roots = None
+    if datasets or args.root:  # --root alone gives the roots of the --config's datasets
+        roots = _pair_roots(datasets or CONFIGS.get(args.config or "", {}).get("datasets", []), args.root)
     overrides = {
         "datasets": datasets, "roots": roots, "model": args.model, "max_disp": args.max_disp,
         "crop": parse_crop(args.crop) if args.crop else None, "batch_size": args.batch_size,
