@@ -92,6 +92,8 @@ def test_interrupted_and_resumed_run_matches_uninterrupted(tmp_path, small):
     with pytest.raises(KeyboardInterrupt):
         train(mlp_config(), tmp_path / "stopped", splits=small, log=StopAfter(1))
     assert load_checkpoint(tmp_path / "stopped" / "last.pt")["epoch"] == 1
+    with pytest.raises(VislabError, match="holds a 'mlp' run"):
+        train(resolve_config("cnn", {"device": "cpu"}), tmp_path / "stopped", resume=True, splits=small, log=quiet)
     # Disturb the global RNG as a new process would have it: resuming must restore it.
     torch.manual_seed(12345)
     train(mlp_config(), tmp_path / "stopped", resume=True, splits=small, log=quiet)

@@ -32,6 +32,8 @@ def add_parser(labs: argparse._SubParsersAction) -> None:
     p.add_argument("--schedule", default=None, choices=("none", "onecycle", "cosine"))
     p.add_argument("--augment", default=None, action=argparse.BooleanOptionalAction,
                    help="random shift/rotation/scale of training images")
+    p.add_argument("--augment-strength", type=float, default=None,
+                   help="scale of the warp ranges (1.0: shift 2 px, rotation 10 degrees, scale 10%%)")
     p.add_argument("--precision", default=None, choices=("fp32", "bf16"),
                    help="bf16: bfloat16 autocast (fast on CPUs with AVX-512 bf16 and on GPUs)")
     p.add_argument("--seed", type=int, default=None)

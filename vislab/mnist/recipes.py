@@ -29,6 +29,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     schedule: str = "none"     # none | onecycle (per step) | cosine (per step, to zero)
     augment: bool = False      # random shift/rotate/scale of each training batch
+    augment_strength: float = 1.0  # scales the warp ranges (1.0: shift 2 px, rotation 10 deg, scale +-10%)
     seed: int = 0
     device: str = "auto"
     precision: str = "fp32"    # bf16: autocast matmuls/convs to bfloat16 (CPU with AVX-512 bf16, or CUDA)
@@ -68,9 +69,9 @@ class TrainConfig:
 # maximum over epochs. vgg and resnet are ~220-240 MMAC per image, so their recipes are short onecycle runs
 # in bf16 autocast to fit a 2-core CPU.
 RECIPES: dict[str, dict[str, Any]] = {
-    "mlp": dict(epochs=30, batch_size=128, optimizer="adamw", lr=3e-3, weight_decay=1e-4, schedule="onecycle",
-                augment=False),
-    "cnn": dict(epochs=3, batch_size=128, optimizer="adamw", lr=4e-3, weight_decay=1e-4, schedule="onecycle",
+    "mlp": dict(epochs=40, batch_size=128, optimizer="adamw", lr=3e-3, weight_decay=1e-4, schedule="onecycle",
+                augment=True),
+    "cnn": dict(epochs=2, batch_size=128, optimizer="adamw", lr=4e-3, weight_decay=1e-4, schedule="onecycle",
                 augment=False),
     "vgg": dict(epochs=2, batch_size=128, optimizer="adamw", lr=1e-3, weight_decay=1e-2, schedule="onecycle",
                 augment=True, precision="bf16"),

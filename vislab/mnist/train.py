@@ -135,7 +135,8 @@ def train_one_epoch(state: TrainState, config: TrainConfig, x: torch.Tensor, y: 
     for step, (xb, yb) in enumerate(bar, 1):
         xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
         if config.augment:
-            xb = augment_batch(xb, state.aug_gen)
+            k = config.augment_strength
+            xb = augment_batch(xb, state.aug_gen, max_shift=2.0 * k, max_rotate_deg=10.0 * k, max_scale=0.1 * k)
         with autocast_context(device, config.precision):
             out = model(xb)
         loss = F.nll_loss(out.float(), yb)
@@ -187,6 +188,9 @@ def train(config: TrainConfig, out_dir: str | Path, *, resume: bool = False, spl
         if ckpt.get("task") != "mnist" or "config" not in ckpt:
             raise VislabError(f"{last_path} is not a vislab MNIST training checkpoint; cannot resume")
         saved = TrainConfig.from_dict(ckpt["config"])
+        if saved.model != config.model:
+            raise VislabError(f"{last_path} holds a {saved.model!r} run, not {config.model!r}; "
+                              f"resume it with --model {saved.model}")
         saved.device, saved.data = config.device, config.data if config.data is not None else saved.data
         config = saved
     elif resume:
@@ -266,8 +270,8 @@ def train(config: TrainConfig, out_dir: str | Path, *, resume: bool = False, spl
 def run_train(args: argparse.Namespace) -> int:
     """``vislab mnist train``: resolve the config from the model's recipe and the flags, then train."""
     overrides = {name: getattr(args, name) for name in
-                 ("epochs", "batch_size", "lr", "optimizer", "schedule", "augment", "seed", "device",
-                  "val_size", "precision", "data")}
+                 ("epochs", "batch_size", "lr", "optimizer", "schedule", "augment", "augment_strength", "seed",
+                  "device", "val_size", "precision", "data")}
     config = resolve_config(args.model, overrides)
     out = args.out or f"runs/mnist_{args.model}"
     train(config, out, resume=args.resume)

@@ -1,0 +1,132 @@
+"""MNIST training speed: vislab's loop vs. the lab's original recipe, in the same run, on the same `cnn`.
+
+    python benchmarks/mnist_speed.py [--repeats 1] [--threads N] [--skip-time-to-accuracy]
+
+1. Throughput (training images per second over one epoch of the 60k training set):
+   * lab recipe: a ``Dataset`` of individual normalised images, a per-sample ``DataLoader`` (batch 32,
+     shuffled), SGD lr 0.01 momentum 0.5, NCHW fp32 -- the lab notebook's loop;
+   * vislab: ``vislab.mnist.train.train`` itself (the real loop, default ``cnn`` recipe, one epoch), whose
+     per-epoch ``train_images_per_s`` excludes the validation pass, like the lab figure.
+   The ratio vislab / lab is printed; with ``--repeats`` the two alternate and the medians are compared.
+2. Time to 99.0% test accuracy: the full default ``cnn`` recipe through ``train``, wall-clock seconds from
+   the call to the end of the first epoch whose test accuracy (validated each epoch) reaches 99.0%.
+
+Figures depend on the machine and on its load: the load average is printed with them.
+"""
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+
+from vislab.mnist.data import MnistSplits, load_splits
+from vislab.mnist.models import create_model
+from vislab.mnist.recipes import resolve_config
+from vislab.mnist.train import train
+
+TARGET_ACCURACY = 99.0
+
+
+class SingleImages(Dataset):
+    """The lab's data path: one normalised image and one label per ``__getitem__``."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor):
+        self.images = list(x.unbind(0))
+        self.labels = y.tolist()
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        return self.images[i], self.labels[i]
+
+
+def lab_epoch(splits: MnistSplits, seed: int = 0) -> float:
+    """One epoch of the lab's recipe on ``cnn``; returns training images per second."""
+    torch.manual_seed(seed)
+    model = create_model("cnn").train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.5)
+    loader = DataLoader(SingleImages(splits.train_x, splits.train_y), batch_size=32, shuffle=True)
+    start = time.perf_counter()
+    seen = 0
+    for data, target in loader:
+        optimizer.zero_grad()
+        loss = F.nll_loss(model(data), target)
+        loss.backward()
+        optimizer.step()
+        seen += len(target)
+    return seen / (time.perf_counter() - start)
+
+
+def vislab_epoch(splits: MnistSplits, seed: int = 0) -> float:
+    """One epoch of vislab's loop (default cnn recipe); returns its training images per second."""
+    config = resolve_config("cnn", {"epochs": 1, "seed": seed, "device": "cpu"})
+    with tempfile.TemporaryDirectory() as tmp:
+        train(config, Path(tmp) / "run", splits=splits, log=lambda _: None)
+        from vislab.core.logging import read_metrics_csv
+
+        return read_metrics_csv(Path(tmp) / "run" / "metrics.csv")[-1]["train_images_per_s"]
+
+
+def time_to_accuracy(splits: MnistSplits, target: float = TARGET_ACCURACY) -> tuple[float | None, list[str]]:
+    """Seconds from calling ``train`` (default cnn recipe) to the end of the first epoch at ``target`` %."""
+    config = resolve_config("cnn", {"device": "cpu"})
+    stamps: list[tuple[float, str]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        train(config, Path(tmp) / "run", splits=splits, log=lambda line: stamps.append((time.perf_counter(), line)))
+        from vislab.core.logging import read_metrics_csv
+
+        rows = read_metrics_csv(Path(tmp) / "run" / "metrics.csv")
+    epoch_times = [t for t, line in stamps if line.startswith("epoch ")]
+    lines = [line for _, line in stamps if line.startswith("epoch ")]
+    for row, t in zip(rows, epoch_times, strict=True):
+        if row["val_acc"] >= target:
+            return t - start, lines
+    return None, lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repeats", type=int, default=1, help="alternate lab/vislab epochs this many times")
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    parser.add_argument("--skip-time-to-accuracy", action="store_true")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("VISLAB_NO_PROGRESS", "1")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    splits = load_splits(None, val_size=0)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, "
+          f"load average {os.getloadavg()[0]:.1f} at start")
+    lab, ours = [], []
+    for r in range(args.repeats):
+        lab.append(lab_epoch(splits, seed=r))
+        print(f"  lab recipe epoch {r + 1}: {lab[-1]:,.0f} img/s", flush=True)
+        ours.append(vislab_epoch(splits, seed=r))
+        print(f"  vislab loop epoch {r + 1}: {ours[-1]:,.0f} img/s", flush=True)
+    lab_ips, our_ips = statistics.median(lab), statistics.median(ours)
+    print(f"cnn training throughput: lab recipe {lab_ips:,.0f} img/s, vislab {our_ips:,.0f} img/s, "
+          f"ratio {our_ips / lab_ips:.2f}x (target >= 3x)")
+
+    if not args.skip_time_to_accuracy:
+        seconds, lines = time_to_accuracy(splits)
+        for line in lines:
+            print(f"  {line}")
+        if seconds is None:
+            print(f"cnn default recipe never reached {TARGET_ACCURACY}% test accuracy")
+        else:
+            print(f"cnn time to {TARGET_ACCURACY}% test accuracy: {seconds:.1f} s wall (target <= 10 s)")
+    print(f"load average {os.getloadavg()[0]:.1f} at end")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
