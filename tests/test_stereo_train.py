@@ -148,7 +148,7 @@ def test_named_config_and_overrides():
     cfg = resolve_config("cpu-synth-basic", {"batch_size": 4, "crop": (64, 128)})
     assert cfg.model == "basic" and cfg.datasets == ["synthetic"]
     assert cfg.batch_size == 4 and cfg.crop == (64, 128)
-    paper = resolve_config("sceneflow", {})
+    paper = resolve_config("sceneflow", {"roots": ["/data/sceneflow"]})
     assert (paper.model, paper.max_disp, paper.lr, paper.batch_size, paper.crop) == (
         "stackhourglass", 192, 1e-3, 12, (256, 512))
     with pytest.raises(VislabError, match="unknown training config"):
