@@ -139,6 +139,13 @@ def test_fine_tuning_starts_from_the_given_weights(tmp_path, base_run):
                   "--model", "stackhourglass") == 2
 
 
+def test_resume_with_a_new_schedule_lowers_the_learning_rate_at_once(tmp_path):
+    assert _train(tmp_path / "run", "--iters", "4") == 0  # ends in epoch 1
+    assert _train(tmp_path / "run", "--iters", "5", "--resume", "--schedule", "step:1") == 0
+    rows = [r for r in read_metrics_csv(tmp_path / "run" / "metrics.csv") if "loss" in r]
+    assert [r["lr"] for r in rows] == pytest.approx([1e-3] * 4 + [1e-4])
+
+
 def test_refuses_to_overwrite_a_run_and_to_resume_nothing(tmp_path, base_run):
     assert _train(base_run, "--iters", "1") == 2
     assert _train(tmp_path / "empty", "--iters", "1", "--resume") == 2

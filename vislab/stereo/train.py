@@ -260,6 +260,9 @@ def _restore(run: Run, ckpt: dict[str, Any], path: Path) -> None:
     set_rng_state(ckpt["rng"])
     run.epoch, run.step_in_epoch = int(ckpt["epoch"]), int(ckpt["step_in_epoch"])
     run.iteration, run.best_d1 = int(ckpt["iteration"]), float(ckpt["best_d1"])
+    # The learning rate follows this run's --schedule from the current epoch on (so a resumed run may lower it).
+    for group, base_lr in zip(run.optimizer.param_groups, run.scheduler.base_lrs, strict=True):
+        group["lr"] = base_lr * lr_factor(run.cfg.schedule, run.epoch)
 
 
 def state_dict_sha256(state: dict[str, torch.Tensor], params_only_of: nn.Module | None = None) -> str:
