@@ -105,7 +105,13 @@ def regress_chunked(cost: torch.Tensor, max_disp: int, size: tuple[int, int], ro
     chunk_rows = max(1, chunk_elements // (b * max_disp * n_cols))
     for r0 in range(rows[0], rows[1], chunk_rows):
         r1 = min(r0 + chunk_rows, rows[1])
-        band = _lerp_along(cost, 2, _linear_taps(h4, out_h, r0, r1, align_corners, dev, dt))
+        # H: a small (rows, window) interpolation matrix over the few source rows this band reads.
+        i0, i1, lam = _linear_taps(h4, out_h, r0, r1, align_corners, dev, dt)
+        lo, hi = int(i0.min()), int(i1.max()) + 1
+        h_matrix = torch.zeros(r1 - r0, hi - lo, device=dev, dtype=dt)
+        h_matrix[torch.arange(r1 - r0, device=dev), i0 - lo] += 1 - lam
+        h_matrix[torch.arange(r1 - r0, device=dev), i1 - lo] += lam
+        band = torch.matmul(h_matrix, cost[:, :, lo:hi])  # (B, D/4, rows, W)
         # (B, D, rows * W): the only full-D tensor, one band at a time; softmax computed in place.
         weights = torch.matmul(d_matrix, band.reshape(b, d4, -1))
         del band
