@@ -68,15 +68,17 @@ def _lerp_along(x: torch.Tensor, dim: int, taps: tuple[torch.Tensor, torch.Tenso
     return lo.add_((x.index_select(dim, i1) - lo).mul_(lam.view(shape)))
 
 
-def _interp_matrix(in_size: int, out_size: int, align_corners: bool, device: torch.device,
-                   dtype: torch.dtype) -> torch.Tensor:
-    """(out_size, in_size) matrix of linear-interpolation weights (two non-zeros per row)."""
-    i0, i1, lam = _linear_taps(in_size, out_size, 0, out_size, align_corners, device, dtype)
-    m = torch.zeros(out_size, in_size, device=device, dtype=dtype)
-    rows = torch.arange(out_size, device=device)
-    m.index_put_((rows, i0), 1 - lam, accumulate=True)
-    m.index_put_((rows, i1), lam, accumulate=True)
-    return m
+def _interp_matrix(in_size: int, out_size: int, start: int, stop: int, align_corners: bool,
+                   device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, int]:
+    """Linear-interpolation weights for outputs [start, stop) as a (stop - start, n) matrix over the
+    source window [lo, lo + n) they read (two non-zeros per row); returns (matrix, lo)."""
+    i0, i1, lam = _linear_taps(in_size, out_size, start, stop, align_corners, device, dtype)
+    lo, hi = int(i0.min()), int(i1.max()) + 1
+    m = torch.zeros(stop - start, hi - lo, device=device, dtype=dtype)
+    rows = torch.arange(stop - start, device=device)
+    m.index_put_((rows, i0 - lo), 1 - lam, accumulate=True)
+    m.index_put_((rows, i1 - lo), lam, accumulate=True)  # accumulate: i0 == i1 at the clamped border
+    return m, lo
 
 
 def regress_chunked(cost: torch.Tensor, max_disp: int, size: tuple[int, int], rows: tuple[int, int],
@@ -97,7 +99,7 @@ def regress_chunked(cost: torch.Tensor, max_disp: int, size: tuple[int, int], ro
     out_h, out_w = size
     dev, dt = cost.device, cost.dtype
     cost = _lerp_along(cost, 3, _linear_taps(w4, out_w, cols[0], cols[1], align_corners, dev, dt))
-    d_matrix = _interp_matrix(d4, max_disp, align_corners, dev, dt)  # (D, D/4)
+    d_matrix, _ = _interp_matrix(d4, max_disp, 0, max_disp, align_corners, dev, dt)  # (D, D/4)
     disp_values = torch.arange(max_disp, device=dev, dtype=dt)
     n_rows, n_cols = rows[1] - rows[0], cols[1] - cols[0]
     disparity = cost.new_empty(b, n_rows, n_cols)
@@ -105,13 +107,9 @@ def regress_chunked(cost: torch.Tensor, max_disp: int, size: tuple[int, int], ro
     chunk_rows = max(1, chunk_elements // (b * max_disp * n_cols))
     for r0 in range(rows[0], rows[1], chunk_rows):
         r1 = min(r0 + chunk_rows, rows[1])
-        # H: a small (rows, window) interpolation matrix over the few source rows this band reads.
-        i0, i1, lam = _linear_taps(h4, out_h, r0, r1, align_corners, dev, dt)
-        lo, hi = int(i0.min()), int(i1.max()) + 1
-        h_matrix = torch.zeros(r1 - r0, hi - lo, device=dev, dtype=dt)
-        h_matrix[torch.arange(r1 - r0, device=dev), i0 - lo] += 1 - lam
-        h_matrix[torch.arange(r1 - r0, device=dev), i1 - lo] += lam
-        band = torch.matmul(h_matrix, cost[:, :, lo:hi])  # (B, D/4, rows, W)
+        # H: a small (rows, window) matrix over just the source rows this band reads.
+        h_matrix, lo = _interp_matrix(h4, out_h, r0, r1, align_corners, dev, dt)
+        band = torch.matmul(h_matrix, cost[:, :, lo:lo + h_matrix.shape[1]])  # (B, D/4, rows, W)
         # (B, D, rows * W): the only full-D tensor, one band at a time; softmax computed in place.
         weights = torch.matmul(d_matrix, band.reshape(b, d4, -1))
         del band
