@@ -69,8 +69,8 @@ class TrainConfig:
 # maximum over epochs. vgg and resnet are ~220-240 MMAC per image, so their recipes are short onecycle runs
 # in bf16 autocast to fit a 2-core CPU.
 RECIPES: dict[str, dict[str, Any]] = {
-    "mlp": dict(epochs=40, batch_size=128, optimizer="adamw", lr=3e-3, weight_decay=1e-4, schedule="onecycle",
-                augment=True),
+    "mlp": dict(epochs=40, batch_size=64, optimizer="adamw", lr=2e-3, weight_decay=1e-4, schedule="onecycle",
+                augment=True, augment_strength=0.5),
     "cnn": dict(epochs=2, batch_size=128, optimizer="adamw", lr=4e-3, weight_decay=1e-4, schedule="onecycle",
                 augment=False),
     "vgg": dict(epochs=2, batch_size=128, optimizer="adamw", lr=1e-3, weight_decay=1e-2, schedule="onecycle",
