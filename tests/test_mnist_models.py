@@ -126,6 +126,31 @@ def test_load_mnist_model_rejects_wrong_checkpoints(tmp_path):
     save_atomic({**good, "model_name": "cnn"}, tmp_path / "mismatch.pt")
     with pytest.raises(VislabError, match="do not fit model 'cnn'"):
         load_mnist_model(tmp_path / "mismatch.pt")
-    (tmp_path / "garbage.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(VislabError, match="garbage.pt"):
-        load_mnist_model(tmp_path / "garbage.pt")
+    for i, junk in enumerate((b"not a checkpoint", b"hi\n", b"")):
+        (tmp_path / f"garbage{i}.pt").write_bytes(junk)
+        with pytest.raises(VislabError, match=f"garbage{i}.pt"):
+            load_mnist_model(tmp_path / f"garbage{i}.pt")
+
+
+def test_cnn_pool_before_relu_matches_the_labs_order():
+    """SimpleCNN pools before its ReLUs (cheaper); values and gradients equal the lab's relu-then-pool."""
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    model = create_model("cnn")
+    x = torch.randn(8, 1, 28, 28)
+
+    def lab_forward(m, x):
+        x = m.maxpool1(F.relu(m.conv1(x)))
+        x = m.maxpool2(F.relu(m.conv2(x)))
+        x = F.relu(m.conv3(x)).flatten(1)
+        return F.log_softmax(m.fc2(F.relu(m.fc1(x))), dim=1)
+
+    ours = model(x)
+    ours[:, 3].sum().backward()
+    grads = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    lab = lab_forward(model, x)
+    lab[:, 3].sum().backward()
+    assert torch.equal(ours, lab)
+    assert all(torch.equal(g, p.grad) for g, p in zip(grads, model.parameters(), strict=True))

@@ -46,7 +46,9 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise VislabError(f"checkpoint not found: {path}")
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
-    except (pickle.UnpicklingError, zipfile.BadZipFile, EOFError, RuntimeError, ValueError, OSError) as exc:
+    # A short non-checkpoint file can also trip the legacy unpickler into KeyError/IndexError/TypeError.
+    except (pickle.UnpicklingError, zipfile.BadZipFile, EOFError, RuntimeError, ValueError, OSError,
+            KeyError, IndexError, TypeError) as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise VislabError(f"cannot read checkpoint {path}: not a valid PyTorch checkpoint ({first_line})") from exc
     if not isinstance(obj, dict):
