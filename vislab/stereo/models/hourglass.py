@@ -35,9 +35,14 @@ class Hourglass(nn.Module):
 
     def forward(self, x: torch.Tensor, presqu: torch.Tensor | None,
                 postsqu: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return self.from_down(self.conv1(x), presqu, postsqu)
+
+    def from_down(self, down: torch.Tensor, presqu: torch.Tensor | None,
+                  postsqu: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The hourglass after conv1, so a caller can release the 1/4-scale input right after conv1."""
         # Without autograd the sums can be taken in place, which keeps fewer volumes alive.
         inplace = not torch.is_grad_enabled()
-        pre = self.conv2(self.conv1(x))
+        pre = self.conv2(down)
         if postsqu is not None:
             pre = pre.add_(postsqu) if inplace else pre + postsqu
         pre = F.relu(pre, inplace=inplace)

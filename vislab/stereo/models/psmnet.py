@@ -204,12 +204,16 @@ class PSMNetStackHourglass(PSMNet):
         out1, pre1, post1 = self.dres2(cost0, None, None)
         out1 = _add(out1, cost0)
         cost1 = self.classif1(out1)
-        out2, _, post2 = self.dres3(out1, pre1, post1)
-        del out1, post1
+        down = self.dres3.conv1(out1)
+        del out1  # (autograd keeps what it needs; without it, one 1/4-scale volume less from here on)
+        out2, _, post2 = self.dres3.from_down(down, pre1, post1)
+        del down, post1
         out2 = _add(out2, cost0)
         cost2 = _add(self.classif2(out2), cost1)
-        out3, _, _ = self.dres4(out2, pre1, post2)
-        del out2, pre1, post2
+        down = self.dres4.conv1(out2)
+        del out2
+        out3, _, _ = self.dres4.from_down(down, pre1, post2)
+        del down, pre1, post2
         out3 = _add(out3, cost0)
         del cost0
         cost3 = _add(self.classif3(out3), cost2)
