@@ -142,3 +142,24 @@ def test_chunked_regression_equals_full_volume(align_corners):
     prob = F.softmax(up.squeeze(1), 1)[:, :, 5:, :40]
     near = (torch.arange(48).view(1, -1, 1, 1) - disp.unsqueeze(1)).abs() <= 2
     assert torch.allclose(conf, (prob * near).sum(1), atol=1e-5)
+
+
+@pytest.mark.parametrize("onednn", [True, False])
+def test_inference_copy_computes_the_same_function(monkeypatch, onednn):
+    """BN folding, channels-last and the oneDNN conv(+ReLU) ops, or their functional fallback."""
+    from vislab.stereo.models.fast import OneDNNConv
+
+    monkeypatch.setattr(OneDNNConv, "onednn_ok", onednn)
+    torch.manual_seed(0)
+    model = create_model("stackhourglass", max_disp=16).eval()
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, (torch.nn.BatchNorm2d, torch.nn.BatchNorm3d)):
+                m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.2)
+                m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+        left, right = torch.randn(1, 3, 32, 64), torch.randn(1, 3, 32, 64)
+        plain = model._costs(left, right, all_costs=False)[-1]
+        fast = model._fast_copy()._costs(left, right, all_costs=False, channels_last=True)[-1]
+    assert any(isinstance(m, OneDNNConv) for m in model._fast_copy().modules())
+    assert torch.allclose(fast, plain, rtol=1e-4, atol=1e-4 * plain.abs().max().item())

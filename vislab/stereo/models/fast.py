@@ -55,15 +55,22 @@ class OneDNNConv(nn.Module):
         kind = "transposed " if self.transposed else ""
         return f"{kind}{tuple(self.weight.shape)}, stride={self.stride}, relu={self.relu}"
 
+    # These are PyTorch-internal ops (the ones its compiler emits for CPU); should a PyTorch version
+    # change them, the first failing call switches every OneDNNConv to the functional path for good.
+    onednn_ok = True
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.device.type == "cpu" and x.dtype == torch.float32:
+        if OneDNNConv.onednn_ok and x.device.type == "cpu" and x.dtype == torch.float32:
             attr = "relu" if self.relu else "none"
-            if self.transposed:
-                return torch.ops.mkldnn._convolution_transpose_pointwise(
-                    x, self.weight, self.bias, self.padding, self.output_padding, self.stride, self.dilation,
-                    self.groups, attr, [], "")
-            return torch.ops.mkldnn._convolution_pointwise(
-                x, self.weight, self.bias, self.padding, self.stride, self.dilation, self.groups, attr, [], "")
+            try:
+                if self.transposed:
+                    return torch.ops.mkldnn._convolution_transpose_pointwise(
+                        x, self.weight, self.bias, self.padding, self.output_padding, self.stride, self.dilation,
+                        self.groups, attr, [], "")
+                return torch.ops.mkldnn._convolution_pointwise(
+                    x, self.weight, self.bias, self.padding, self.stride, self.dilation, self.groups, attr, [], "")
+            except (RuntimeError, TypeError, AttributeError):
+                OneDNNConv.onednn_ok = False
         if self.transposed:
             y = F.conv_transpose3d(x, self.weight, self.bias, self.stride, self.padding, self.output_padding,
                                    self.groups, self.dilation)

@@ -61,8 +61,9 @@ class PSMNet(nn.Module):
         self._fast_cache: tuple | None = None
 
     # -- subclasses --------------------------------------------------------------------------------
-    def _aggregate(self, cost0: torch.Tensor, all_costs: bool) -> list[torch.Tensor]:
-        """3D CNN after dres0 -> list of (B, 1, D', H/4, W/4) costs (all outputs, or the final one)."""
+    def _aggregate(self, handover: list[torch.Tensor], all_costs: bool) -> list[torch.Tensor]:
+        """3D CNN after dres0 (its output popped from ``handover``) -> list of (B, 1, D', H/4, W/4) costs
+        (all three outputs, or the final one)."""
         raise NotImplementedError
 
     # -- geometry ----------------------------------------------------------------------------------
@@ -86,9 +87,11 @@ class PSMNet(nn.Module):
     def _costs(self, left: torch.Tensor, right: torch.Tensor, all_costs: bool,
                channels_last: bool = False) -> list[torch.Tensor]:
         """Matching costs (B, D/4, Hp/4, Wp/4) for the padded pair (padding already applied)."""
-        # The stem's result is handed straight to _aggregate (no local name), so it can be freed there.
+        # The stem's result is handed over inside a list that _aggregate empties: a plain argument stays
+        # referenced by this frame's call for the whole 3D CNN (one 184 MB volume at KITTI size).
         d4 = self.max_disp // 4
-        return [c.squeeze(1)[:, :d4] for c in self._aggregate(self._stem(left, right, channels_last), all_costs)]
+        handover = [self._stem(left, right, channels_last)]
+        return [c.squeeze(1)[:, :d4] for c in self._aggregate(handover, all_costs)]
 
     def _stem(self, left: torch.Tensor, right: torch.Tensor, channels_last: bool) -> torch.Tensor:
         """Features of both images -> concatenation volume -> dres0 (B, 32, D', H/4, W/4)."""
@@ -197,9 +200,10 @@ class PSMNetStackHourglass(PSMNet):
         self.classif3 = _classifier()
         init_official(self)
 
-    def _aggregate(self, cost0: torch.Tensor, all_costs: bool) -> list[torch.Tensor]:
+    def _aggregate(self, handover: list[torch.Tensor], all_costs: bool) -> list[torch.Tensor]:
         # References are dropped as soon as possible: at KITTI size each 32-channel 1/4-scale volume
         # is 184 MB, and without autograd only the skip (cost0) and the current stage need to live.
+        cost0 = handover.pop()
         cost0 = _add(self.dres1(cost0), cost0)
         out1, pre1, post1 = self.dres2(cost0, None, None)
         out1 = _add(out1, cost0)
@@ -233,7 +237,8 @@ class PSMNetBasic(PSMNet):
         self.classify = _classifier()
         init_official(self)
 
-    def _aggregate(self, cost: torch.Tensor, all_costs: bool) -> list[torch.Tensor]:
+    def _aggregate(self, handover: list[torch.Tensor], all_costs: bool) -> list[torch.Tensor]:
+        cost = handover.pop()
         for block in (self.dres1, self.dres2, self.dres3, self.dres4):
             cost = _add(block(cost), cost)
         return [self.classify(cost)]
