@@ -36,7 +36,7 @@ def trained(small_data, tmp_path_factory) -> Path:
     """A cnn trained from the command line for 3 epochs on 5,000 images (a few seconds)."""
     run = tmp_path_factory.mktemp("run") / "cnn"
     code = main(["mnist", "train", "--model", "cnn", "--epochs", "3", "--data", str(small_data), "--out", str(run),
-                 "--device", "cpu", "--seed", "0"])
+                 "--device", "cpu", "--seed", "0", "--batch-size", "64"])
     assert code == 0
     return run
 

@@ -34,8 +34,8 @@ def add_parser(labs: argparse._SubParsersAction) -> None:
                    help="random shift/rotation/scale of training images")
     p.add_argument("--augment-strength", type=float, default=None,
                    help="scale of the warp ranges (1.0: shift 2 px, rotation 10 degrees, scale 10%%)")
-    p.add_argument("--precision", default=None, choices=("fp32", "bf16"),
-                   help="bf16: bfloat16 autocast (fast on CPUs with AVX-512 bf16 and on GPUs)")
+    p.add_argument("--precision", default=None, choices=("auto", "fp32", "bf16"),
+                   help="bf16: bfloat16 autocast (fast on CPUs with AVX-512 bf16 and on GPUs); auto: bf16 where fast")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--device", default=None, choices=DEVICE_CHOICES)
     p.add_argument("--out", default=None, help="run folder (default runs/mnist_MODEL)")

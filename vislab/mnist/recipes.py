@@ -7,11 +7,13 @@ resolved config is written to ``RUN_DIR/config.json`` and into every checkpoint.
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+import torch
+
 from vislab.core.errors import VislabError
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("none", "onecycle", "cosine")
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 @dataclass
@@ -32,7 +34,7 @@ class TrainConfig:
     augment_strength: float = 1.0  # scales the warp ranges (1.0: shift 2 px, rotation 10 deg, scale +-10%)
     seed: int = 0
     device: str = "auto"
-    precision: str = "fp32"    # bf16: autocast matmuls/convs to bfloat16 (CPU with AVX-512 bf16, or CUDA)
+    precision: str = "fp32"    # bf16: autocast matmuls/convs to bfloat16; auto: bf16 where it is fast, else fp32
     channels_last: bool = True  # NHWC convolutions: faster on CPU (oneDNN) and on tensor cores
     val_size: int = 0          # 0: validate on the test set each epoch, as the lab does
     eval_batch_size: int = 1000
@@ -67,17 +69,28 @@ class TrainConfig:
 # Default recipes (measured results in docs/readme_parts/mnist.md). All validate on the test set each epoch
 # (val_size 0, as the lab does): the reported test accuracy is that of the LAST epoch's weights, never a
 # maximum over epochs. vgg and resnet are ~220-240 MMAC per image, so their recipes are short onecycle runs
-# in bf16 autocast to fit a 2-core CPU.
+# in bf16 autocast ("auto": bf16 on CPUs with native bf16 support and on CUDA, fp32 elsewhere) to fit a 2-core CPU.
 RECIPES: dict[str, dict[str, Any]] = {
     "mlp": dict(epochs=40, batch_size=64, optimizer="adamw", lr=2e-3, weight_decay=1e-4, schedule="onecycle",
                 augment=True, augment_strength=0.5),
-    "cnn": dict(epochs=2, batch_size=128, optimizer="adamw", lr=4e-3, weight_decay=1e-4, schedule="onecycle",
-                augment=False),
+    "cnn": dict(epochs=3, batch_size=256, optimizer="adamw", lr=6e-3, weight_decay=1e-4, schedule="onecycle",
+                augment=False, precision="auto"),
     "vgg": dict(epochs=2, batch_size=128, optimizer="adamw", lr=1e-3, weight_decay=1e-2, schedule="onecycle",
-                augment=True, precision="bf16"),
+                augment=True, precision="auto"),
     "resnet": dict(epochs=2, batch_size=128, optimizer="adamw", lr=2e-3, weight_decay=5e-2, schedule="onecycle",
-                   augment=True, precision="bf16"),
+                   augment=True, precision="auto"),
 }
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """Turn "auto" into "bf16" where bfloat16 autocast is native (CUDA with bf16, CPUs with AVX-512 bf16/AMX)."""
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    if device.type == "cpu" and torch.backends.mkldnn.is_available():
+        return "bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32"
+    return "fp32"
 
 
 def resolve_config(model: str, overrides: dict[str, Any] | None = None) -> TrainConfig:

@@ -29,7 +29,7 @@ from vislab.core.seed import get_rng_state, seed_everything, set_rng_state
 from vislab.mnist.data import MnistSplits, augment_batch, iterate_batches, load_splits
 from vislab.mnist.evaluate import autocast_context, evaluate
 from vislab.mnist.models import count_parameters, create_model
-from vislab.mnist.recipes import TrainConfig, resolve_config
+from vislab.mnist.recipes import TrainConfig, resolve_config, resolve_precision
 
 METRIC_FIELDS = ("epoch", "train_loss", "val_loss", "val_acc", "lr", "train_images_per_s", "epoch_time_s")
 NAN_CHECK_EVERY = 25  # steps between finiteness checks of the running loss (each check is a host sync)
@@ -200,6 +200,7 @@ def train(config: TrainConfig, out_dir: str | Path, *, resume: bool = False, spl
     config.validate()
 
     device = pick_device(config.device)
+    config.precision = resolve_precision(config.precision, device)
     if splits is None:
         splits = load_splits(config.data, config.val_size)
     on_test = splits.val_x is None
