@@ -228,6 +228,7 @@ def train(config: TrainConfig, out_dir: str | Path, *, resume: bool = False, spl
             log("validating on the TEST set each epoch (--val-size 0, as the lab does); "
                 "pass --val-size 5000 for a held-out validation split")
 
+    last_val = None
     try:
         while state.epoch < config.epochs:
             epoch = state.epoch + 1
@@ -237,7 +238,7 @@ def train(config: TrainConfig, out_dir: str | Path, *, resume: bool = False, spl
                                               desc=f"epoch {epoch}/{config.epochs}")
             val = evaluate(state.model, val_x, val_y, batch_size=config.eval_batch_size,
                            precision=config.precision)
-            state.epoch = epoch
+            state.epoch, last_val = epoch, val
             row = {"epoch": epoch, "train_loss": train_loss, "val_loss": val.loss, "val_acc": val.accuracy,
                    "lr": lr, "train_images_per_s": ips, "epoch_time_s": time.perf_counter() - t0}
             state.metrics.append(row)
@@ -256,8 +257,11 @@ def train(config: TrainConfig, out_dir: str | Path, *, resume: bool = False, spl
         log(f"interrupted: {last_path} holds epoch {state.epoch}; continue with --resume")
         raise
 
-    test = evaluate(state.model, splits.test_x.to(device), splits.test_y.to(device),
-                    batch_size=config.eval_batch_size, precision=config.precision)
+    if on_test and last_val is not None:
+        test = last_val  # the last epoch was already evaluated on the test set
+    else:
+        test = evaluate(state.model, splits.test_x.to(device), splits.test_y.to(device),
+                        batch_size=config.eval_batch_size, precision=config.precision)
     result = {"model": config.model, "epochs": state.epoch, "test_loss": test.loss, "test_accuracy": test.accuracy,
               "test_correct": test.correct, "test_n": test.n, "best_val_accuracy": state.best_acc,
               "validated_on": "test" if on_test else f"last {len(val_x)} training images",
