@@ -16,6 +16,16 @@ from vislab.mnist.recipes import RECIPES, TrainConfig, resolve_config
 from vislab.mnist.train import train
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One intra-op thread: on a shared, loaded machine two OpenMP threads waiting on each other made these
+    small trainings ~13x slower (measured). Restored afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def full(mnist_dir) -> MnistSplits:
     return load_splits(mnist_dir, val_size=0)
