@@ -137,6 +137,17 @@ def test_cli_eval_sgbm_json(stereo_samples, tmp_path, capsys):
     assert rec["per_image"][0]["name"] == "000046_10" and rec["pixel_mean"]["d1"] < 6
 
 
+def test_cli_eval_sceneflow_defaults_to_its_test_split(stereo_samples, tmp_path):
+    # The shared FlyingThings3D sample is in TEST/, the split SceneFlow results are reported on.
+    out = tmp_path / "sf.json"
+    rc = main(["stereo", "eval", "--dataset", "sceneflow", "--root", str(stereo_samples / "sceneflow"),
+               "--method", "sgbm", "--json", str(out)])
+    assert rc == 0
+    rec = json.loads(out.read_text())
+    assert rec["config"]["split"] == "testing"
+    assert rec["per_image"][0]["name"].startswith("flyingthings3d/TEST")
+
+
 def test_cli_eval_psmnet_json_to_stdout(tmp_path, stereo_samples, tiny_ckpt, capsys):
     root = make_tiny_kitti(tmp_path / "k", [(32, 64)], stereo_samples)
     rc = main(["stereo", "eval", "--dataset", "kitti2015", "--root", str(root), "--weights", str(tiny_ckpt),

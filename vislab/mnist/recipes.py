@@ -66,7 +66,7 @@ class TrainConfig:
         return cls(**{k: v for k, v in d.items() if k in known})
 
 
-# Default recipes (measured results in docs/readme_parts/mnist.md). All validate on the test set each epoch
+# Default recipes (measured results in README.md). All validate on the test set each epoch
 # (val_size 0, as the lab does): the reported test accuracy is that of the LAST epoch's weights, never a
 # maximum over epochs. vgg and resnet are ~220-240 MMAC per image, so their recipes are short onecycle runs
 # in bf16 autocast ("auto": bf16 on CPUs with native bf16 support and on CUDA, fp32 elsewhere) to fit a 2-core CPU.

@@ -43,7 +43,9 @@ def add_parser(labs: argparse._SubParsersAction) -> None:
     p.add_argument("--root", required=True)
     _add_model_args(p)
     p.add_argument("--method", default="psmnet", choices=("psmnet", "sgbm"))
-    p.add_argument("--split", default="training", help="dataset split (default: training, which has ground truth)")
+    p.add_argument("--split", default=None,
+                   help="dataset split (default: the usual evaluation split with ground truth: testing, i.e. "
+                        "FlyingThings3D TEST, for sceneflow; training for the others)")
     p.add_argument("--dataset-opt", action="append", default=None, metavar="KEY=VALUE",
                    help="dataset option, repeatable: resolution=F|H|Q, nonocc=true, pass=final, "
                         "subsets=driving,monkaa, occ=false")

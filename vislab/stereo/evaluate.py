@@ -151,7 +151,8 @@ def _json_safe(obj: Any) -> Any:
 def run_eval(args: argparse.Namespace) -> int:
     """``vislab stereo eval``: print a per-image and overall table; ``--json`` also writes the numbers."""
     options = parse_dataset_options(getattr(args, "dataset_opt", None))
-    dataset = create_dataset(args.dataset, args.root, split=getattr(args, "split", "training"), **options)
+    split = default_eval_split(args.dataset, getattr(args, "split", None))
+    dataset = create_dataset(args.dataset, args.root, split=split, **options)
     predict_fn, config = build_predictor(args)
     max_disp = int(config["max_disp"])
     results = evaluate(predict_fn, dataset, max_disp=max_disp, limit=args.limit)
@@ -174,3 +175,10 @@ def run_eval(args: argparse.Namespace) -> int:
             write_json(record, args.json_path)
             print(f"wrote {args.json_path}", file=out)
     return 0
+
+
+def default_eval_split(dataset: str, split: str | None) -> str:
+    """The split to evaluate when none is given: the one benchmarks report on that has ground truth."""
+    if split:
+        return split
+    return "testing" if dataset == "sceneflow" else "training"
