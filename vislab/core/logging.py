@@ -69,15 +69,35 @@ def write_json(obj: Any, path: str | os.PathLike) -> Path:
     return path
 
 
-def plot_curves(x: Sequence[float], series: dict[str, Sequence[float]], path: str | os.PathLike,
-                xlabel: str = "epoch", title: str | None = None) -> Path:
-    """One small panel per series (e.g. validation loss and validation accuracy), saved as PNG."""
+def pyplot():
+    """matplotlib.pyplot on the non-interactive Agg backend (no display needed)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(len(series), 1, figsize=(5, 3 * len(series)), squeeze=False)
+    return plt
+
+
+def save_figure(fig: Any, path: str | os.PathLike) -> Path:
+    """Save ``fig`` as PNG (creating the folder) and close it; an unwritable path is a VislabError."""
+    from vislab.core.errors import VislabError
+
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=100)
+    except OSError as exc:
+        raise VislabError(f"cannot write {path}: {exc.strerror or exc}") from None
+    finally:
+        pyplot().close(fig)
+    return path
+
+
+def plot_curves(x: Sequence[float], series: dict[str, Sequence[float]], path: str | os.PathLike,
+                xlabel: str = "epoch", title: str | None = None) -> Path:
+    """One small panel per series (e.g. validation loss and validation accuracy), saved as PNG."""
+    fig, axes = pyplot().subplots(len(series), 1, figsize=(5, 3 * len(series)), squeeze=False)
     for ax, (name, ys) in zip(axes[:, 0], series.items(), strict=True):
         ax.plot(list(x), list(ys), marker="o")
         ax.set_title(name)
@@ -86,11 +106,7 @@ def plot_curves(x: Sequence[float], series: dict[str, Sequence[float]], path: st
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def _fmt(v: Any) -> Any:

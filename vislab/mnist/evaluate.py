@@ -76,15 +76,14 @@ def per_class_accuracy(confusion: torch.Tensor) -> list[float]:
 
 def plot_confusion(confusion: torch.Tensor, path: str | Path, title: str = "") -> Path:
     """Save the confusion matrix as an annotated PNG heat map."""
-    import matplotlib
+    from matplotlib.colors import LogNorm
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from vislab.core.logging import pyplot, save_figure
 
     cm = confusion.numpy()
-    fig, ax = plt.subplots(figsize=(6, 5.5))
+    fig, ax = pyplot().subplots(figsize=(6, 5.5))
     # Log colour scale: the diagonal is ~1000 while errors are single digits.
-    im = ax.imshow(cm + 1, cmap="Blues", norm=matplotlib.colors.LogNorm())
+    im = ax.imshow(cm + 1, cmap="Blues", norm=LogNorm())
     for i in range(cm.shape[0]):
         for j in range(cm.shape[1]):
             ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=7,
@@ -96,11 +95,7 @@ def plot_confusion(confusion: torch.Tensor, path: str | Path, title: str = "") -
     ax.set_title(title or "confusion matrix")
     fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def evaluate_checkpoint(checkpoint: str | Path, data_dir: str | None = None,

@@ -9,21 +9,17 @@ from pathlib import Path
 import torch
 
 from vislab.core.errors import VislabError
+from vislab.core.logging import pyplot, save_figure
 from vislab.mnist.data import load_mnist
 
 
 def save_digit_grid(images: torch.Tensor, labels: torch.Tensor, path: str | Path, columns: int = 10,
                     title: str | None = None) -> Path:
     """Save uint8 (N, 28, 28) ``images`` as a grid, each panel titled with its label, to a PNG at ``path``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     n = len(images)
     columns = min(columns, n)
     rows = math.ceil(n / columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(1.1 * columns, 1.3 * rows + (0.4 if title else 0)),
+    fig, axes = pyplot().subplots(rows, columns, figsize=(1.1 * columns, 1.3 * rows + (0.4 if title else 0)),
                              squeeze=False)
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
@@ -33,15 +29,7 @@ def save_digit_grid(images: torch.Tensor, labels: torch.Tensor, path: str | Path
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=100)
-    except OSError as exc:
-        raise VislabError(f"cannot write {path}: {exc.strerror or exc}") from None
-    finally:
-        plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def run_show(args: argparse.Namespace) -> int:
