@@ -75,9 +75,9 @@ RECIPES: dict[str, dict[str, Any]] = {
                 augment=True, augment_strength=0.5),
     "cnn": dict(epochs=3, batch_size=256, optimizer="adamw", lr=6e-3, weight_decay=1e-4, schedule="onecycle",
                 augment=False, precision="auto"),
-    "vgg": dict(epochs=2, batch_size=128, optimizer="adamw", lr=1e-3, weight_decay=1e-2, schedule="onecycle",
+    "vgg": dict(epochs=4, batch_size=128, optimizer="adamw", lr=1e-3, weight_decay=1e-2, schedule="onecycle",
                 augment=True, precision="auto"),
-    "resnet": dict(epochs=2, batch_size=128, optimizer="adamw", lr=2e-3, weight_decay=5e-2, schedule="onecycle",
+    "resnet": dict(epochs=4, batch_size=128, optimizer="adamw", lr=2e-3, weight_decay=5e-2, schedule="onecycle",
                    augment=True, precision="auto"),
 }
 
