@@ -4,6 +4,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATASETS = Path(os.environ.get("VISLAB_SHARED_DATASETS", REPO.parent / "shared" / "datasets"))
@@ -23,3 +24,13 @@ def stereo_samples() -> Path:
     if not path.is_dir():
         pytest.skip(f"shared stereo samples not found at {path} (set VISLAB_SHARED_DATASETS)")
     return path
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for a module of small trainings: on a shared, loaded machine two OpenMP threads
+    waiting on each other made them ~13x slower (measured). Restored afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

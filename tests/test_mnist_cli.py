@@ -13,15 +13,7 @@ from vislab.cli import build_parser, main
 from vislab.core.checkpoint import save_atomic
 from vislab.mnist.data import load_mnist
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: on a shared, loaded machine two OpenMP threads waiting on each other made these
-    small trainings ~13x slower (measured). Restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def write_idx(path: Path, array: np.ndarray) -> None:

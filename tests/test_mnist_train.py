@@ -15,15 +15,7 @@ from vislab.mnist.models import load_mnist_model
 from vislab.mnist.recipes import RECIPES, TrainConfig, resolve_config
 from vislab.mnist.train import train
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: on a shared, loaded machine two OpenMP threads waiting on each other made these
-    small trainings ~13x slower (measured). Restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -2,16 +2,13 @@
 
 from pathlib import Path
 
-import numpy as np
-
 from vislab.core.errors import VislabError
-from vislab.stereo.datasets.base import StereoDataset, StereoPair, register_dataset, require_dir
-from vislab.stereo.datasets.middlebury import read_masked_pfm
-from vislab.stereo.io import StereoCalibration, read_calib
+from vislab.stereo.datasets.base import StereoPair, register_dataset, require_dir
+from vislab.stereo.datasets.middlebury import CalibratedPfmDataset
 
 
 @register_dataset("eth3d")
-class ETH3D(StereoDataset):
+class ETH3D(CalibratedPfmDataset):
     """ETH3D two-view. ``root`` is the folder holding::
 
         two_view_training/<scene>/{im0.png, im1.png, calib.txt}
@@ -59,9 +56,3 @@ class ETH3D(StereoDataset):
                                     extra={"calib": scene / "calib.txt"}))
         return pairs
 
-    def calibration(self, index: int) -> StereoCalibration:
-        """The ``calib.txt`` of sample ``index``."""
-        return read_calib(self.samples[index].extra["calib"])
-
-    def read_disparity(self, pair: StereoPair) -> tuple[np.ndarray, np.ndarray]:
-        return read_masked_pfm(pair, self.nonocc)

@@ -12,8 +12,24 @@ RESOLUTIONS = ("F", "H", "Q")
 _AUTO_ORDER = ("Q", "H", "F")  # smallest first: what fits in memory for a full cost volume
 
 
+class CalibratedPfmDataset(StereoDataset):
+    """Middlebury-style scenes: ``disp0GT.pfm`` (inf = unknown), optional ``mask0nocc.png``, a ``calib.txt``.
+
+    Subclasses list the pairs with ``extra={"calib": path}`` and set ``self.nonocc``.
+    """
+
+    nonocc: bool = False
+
+    def calibration(self, index: int) -> StereoCalibration:
+        """The ``calib.txt`` of sample ``index`` (focal, baseline, doffs, ndisp for depth and disparity range)."""
+        return read_calib(self.samples[index].extra["calib"])
+
+    def read_disparity(self, pair: StereoPair) -> tuple[np.ndarray, np.ndarray]:
+        return read_masked_pfm(pair, self.nonocc)
+
+
 @register_dataset("middlebury2014")
-class Middlebury2014(StereoDataset):
+class Middlebury2014(CalibratedPfmDataset):
     """Middlebury 2014. ``root`` is the folder holding ``trainingQ/`` (and/or ``trainingH/``, ``trainingF/``)::
 
         trainingQ/
@@ -76,12 +92,6 @@ class Middlebury2014(StereoDataset):
                                     extra={"calib": scene / "calib.txt"}))
         return pairs
 
-    def calibration(self, index: int) -> StereoCalibration:
-        """The ``calib.txt`` of sample ``index`` (focal, baseline, doffs, ndisp for depth and disparity range)."""
-        return read_calib(self.samples[index].extra["calib"])
-
-    def read_disparity(self, pair: StereoPair) -> tuple[np.ndarray, np.ndarray]:
-        return read_masked_pfm(pair, self.nonocc)
 
 
 def read_masked_pfm(pair: StereoPair, nonocc: bool) -> tuple[np.ndarray, np.ndarray]:
