@@ -19,22 +19,26 @@ PathLike = str | os.PathLike
 
 # ----------------------------------------------------------------------------------------------- images
 
-def read_image(path: PathLike) -> np.ndarray:
-    """Read a PNG/JPG (grey, RGB, RGBA, 8 or 16 bit) as float32 RGB ``(H, W, 3)`` in [0, 1]."""
-    path = Path(path)
+def _read_png(path: Path, what: str, decode):
+    """Open ``path`` with PIL and return ``decode(image)``; a missing or unreadable file is a VislabError."""
     if not path.is_file():
-        raise VislabError(f"image not found: {path}")
+        raise VislabError(f"{what} not found: {path}")
     try:
         with Image.open(path) as im:
             im.load()
-            if im.mode in ("I;16", "I;16B", "I;16L", "I"):
-                arr = np.asarray(im, dtype=np.float32) / 65535.0
-                arr = np.repeat(arr[..., None], 3, axis=2)
-            else:
-                arr = np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
+            return decode(im)
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-        raise VislabError(f"cannot read image {path}: {_first_line(exc)}") from exc
-    return np.ascontiguousarray(arr)
+        raise VislabError(f"cannot read {what} {path}: {_first_line(exc)}") from exc
+
+
+def read_image(path: PathLike) -> np.ndarray:
+    """Read a PNG/JPG (grey, RGB, RGBA, 8 or 16 bit) as float32 RGB ``(H, W, 3)`` in [0, 1]."""
+    def decode(im: Image.Image) -> np.ndarray:
+        if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+            return np.repeat((np.asarray(im, dtype=np.float32) / 65535.0)[..., None], 3, axis=2)
+        return np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
+
+    return np.ascontiguousarray(_read_png(Path(path), "image", decode))
 
 
 def write_image(path: PathLike, rgb: np.ndarray) -> Path:
@@ -47,16 +51,7 @@ def write_image(path: PathLike, rgb: np.ndarray) -> Path:
 
 def read_mask(path: PathLike) -> np.ndarray:
     """Read an 8-bit mask PNG as a uint8 ``(H, W)`` array (Middlebury/ETH3D ``mask0nocc.png``)."""
-    path = Path(path)
-    if not path.is_file():
-        raise VislabError(f"mask not found: {path}")
-    try:
-        with Image.open(path) as im:
-            im.load()
-            arr = np.asarray(im.convert("L"), dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-        raise VislabError(f"cannot read mask {path}: {_first_line(exc)}") from exc
-    return arr
+    return _read_png(Path(path), "mask", lambda im: np.asarray(im.convert("L"), dtype=np.uint8))
 
 
 # ----------------------------------------------------------------------------------------------- PFM
@@ -129,15 +124,7 @@ def write_pfm(path: PathLike, array: np.ndarray, little_endian: bool = True) -> 
 def read_kitti_disparity(path: PathLike) -> tuple[np.ndarray, np.ndarray]:
     """Read a KITTI uint16 disparity PNG: returns ``(disp float32 = value / 256, valid = value > 0)``."""
     path = Path(path)
-    if not path.is_file():
-        raise VislabError(f"disparity PNG not found: {path}")
-    try:
-        with Image.open(path) as im:
-            im.load()
-            mode = im.mode
-            arr = np.asarray(im)
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-        raise VislabError(f"cannot read disparity PNG {path}: {_first_line(exc)}") from exc
+    mode, arr = _read_png(path, "disparity PNG", lambda im: (im.mode, np.asarray(im)))
     if mode not in ("I;16", "I;16B", "I;16L", "I") or arr.ndim != 2:
         raise VislabError(f"bad KITTI disparity PNG {path}: expected a 16-bit greyscale PNG, found mode {mode}")
     if arr.dtype != np.uint16 and (arr.min() < 0 or arr.max() > 65535):
