@@ -58,8 +58,10 @@ def _hourglass(hg: torch.nn.Module, x, presqu, postsqu):
     return hg.conv6(post), pre, post
 
 
-def reference_forward(model: torch.nn.Module, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
-    """Naive eval forward of a stackhourglass/basic PSMNet (max_disp a multiple of 16, H, W >= 256)."""
+def reference_forward(model: torch.nn.Module, left: torch.Tensor, right: torch.Tensor,
+                      all_outputs: bool = False) -> torch.Tensor | list[torch.Tensor]:
+    """Naive forward of a stackhourglass/basic PSMNet (max_disp a multiple of 16, H, W >= 256): the final
+    disparity, or with ``all_outputs`` every supervised output (training: 3 for stackhourglass)."""
     h, w = left.shape[-2:]
     top, rpad = (-h) % 16, (-w) % 16
     left, right = F.pad(left, (0, rpad, top, 0)), F.pad(right, (0, rpad, top, 0))
@@ -79,7 +81,7 @@ def reference_forward(model: torch.nn.Module, left: torch.Tensor, right: torch.T
     if model.name == "basic":
         for block in (model.dres1, model.dres2, model.dres3, model.dres4):
             cost0 = block(cost0) + cost0
-        final = model.classify(cost0)
+        costs = [model.classify(cost0)]
     else:
         cost0 = model.dres1(cost0) + cost0
         out1, pre1, post1 = _hourglass(model.dres2, cost0, None, None)
@@ -90,11 +92,14 @@ def reference_forward(model: torch.nn.Module, left: torch.Tensor, right: torch.T
         out3 = out3 + cost0
         cost1 = model.classif1(out1)
         cost2 = model.classif2(out2) + cost1
-        final = model.classif3(out3) + cost2
-    up = F.interpolate(final, [maxdisp, left.shape[2], left.shape[3]], mode="trilinear", align_corners=ac)
-    prob = F.softmax(up.squeeze(1), dim=1)
-    disp = torch.sum(prob * torch.arange(maxdisp, dtype=prob.dtype).view(1, maxdisp, 1, 1), dim=1)
-    return disp[:, top:, :w]
+        costs = [cost1, cost2, model.classif3(out3) + cost2]
+    disps = []
+    for cost in costs if all_outputs else costs[-1:]:
+        up = F.interpolate(cost, [maxdisp, left.shape[2], left.shape[3]], mode="trilinear", align_corners=ac)
+        prob = F.softmax(up.squeeze(1), dim=1)
+        disp = torch.sum(prob * torch.arange(maxdisp, dtype=prob.dtype).view(1, maxdisp, 1, 1), dim=1)
+        disps.append(disp[:, top:, :w])
+    return disps if all_outputs else disps[0]
 
 
 def _rss_mb() -> float:

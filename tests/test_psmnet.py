@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from vislab.core.errors import VislabError
 from vislab.stereo.models import create_model, list_models
 from vislab.stereo.models.feature import ClippedAvgPool2d
-from vislab.stereo.models.volume import build_concat_volume, regress_chunked, regress_full
+from vislab.stereo.models.volume import build_concat_volume, regress_chunked, soft_argmin
 
 KEYS_JSON = Path(__file__).resolve().parents[2] / "shared" / "psmnet_state_dict_keys.json"
 
@@ -128,6 +128,31 @@ def test_concat_volume_matches_definition(channels_last):
         for x in range(9):
             want = torch.cat([left[..., x], right[..., x - d]], 1) if x >= d else torch.zeros(2, 6, 4)
             assert torch.equal(vol[:, :, d, :, x], want)
+
+
+def regress_full(cost: torch.Tensor, max_disp: int, size: tuple[int, int], align_corners: bool) -> torch.Tensor:
+    """The paper's regression, literally: upsample the whole cost volume, softmax over D, expectation."""
+    up = F.interpolate(cost.unsqueeze(1), size=(max_disp, *size), mode="trilinear", align_corners=align_corners)
+    prob = F.softmax(up.squeeze(1), dim=1)
+    return (prob * torch.arange(max_disp, dtype=prob.dtype).view(1, max_disp, 1, 1)).sum(dim=1)
+
+
+@pytest.mark.parametrize("align_corners", [False, True])
+def test_soft_argmin_forward_and_gradient_equal_the_literal_formula(align_corners):
+    torch.manual_seed(0)
+    cost = (torch.randn(2, 12, 9, 13, dtype=torch.float64) * 3).requires_grad_(True)
+    full = regress_full(cost, 48, (36, 52), align_corners)[:, 5:, 3:40]
+    grad_out = torch.randn_like(full)
+    (want,) = torch.autograd.grad(full, cost, grad_out)
+    # bands of 3 rows, so the backward accumulates over overlapping source rows
+    fused = soft_argmin(cost, 48, (36, 52), (5, 36), (3, 40), align_corners, chunk_elements=48 * 2 * 37 * 3)
+    (got,) = torch.autograd.grad(fused, cost, grad_out)
+    assert torch.allclose(fused, full, atol=1e-10)
+    assert torch.allclose(got, want, atol=1e-10)
+    assert want.abs().max() > 1  # a real gradient, not zeros on both sides
+    assert torch.autograd.gradcheck(
+        lambda c: soft_argmin(c, 16, (12, 20), (0, 12), (0, 20), align_corners, chunk_elements=16 * 2 * 20 * 5),
+        (cost[:1, :4, :3, :5].detach().clone().requires_grad_(True),))
 
 
 @pytest.mark.parametrize("align_corners", [False, True])

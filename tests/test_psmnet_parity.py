@@ -152,17 +152,32 @@ def test_float32_matches_reference_within_1e3():
     assert (disp - ref).abs().max() <= 1e-3
 
 
-def test_train_mode_matches_reference_outputs():
-    model = _calibrated("stackhourglass", 32, (64, 64)).train()
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_train_mode_matches_reference_outputs_and_gradients(channels_last):
+    # float64, so that the comparison of the gradients (through ~90 layers) measures the implementations.
+    model = _calibrated("stackhourglass", 32, (64, 64)).double().train()
+    if channels_last:
+        model.channels_last_3d_()  # what CPU training does
     torch.manual_seed(4)
-    left, right = torch.randn(2, 3, 64, 64), torch.randn(2, 3, 64, 64)
+    left, right = torch.randn(2, 3, 64, 64, dtype=torch.float64), torch.randn(2, 3, 64, 64, dtype=torch.float64)
+    target = torch.rand(2, 64, 64, dtype=torch.float64) * 31
     # Training-mode BN uses batch statistics in both; the reference runs the images separately too.
-    with torch.no_grad():
-        ours = model(left, right)
-        ref = reference_forward(model, left, right, all_outputs=True)
+    grads = []
+    for forward in (model, lambda a, b: reference_forward(model, a, b, all_outputs=True)):
+        model.zero_grad()
+        outs = forward(left, right)
+        sum(w * F.smooth_l1_loss(o, target) for w, o in zip((0.5, 0.7, 1.0), outs, strict=True)).backward()
+        grads.append([p.grad.clone() for p in model.parameters()])
+        if forward is model:
+            ours = [o.detach() for o in outs]
+        else:
+            ref = [o.detach() for o in outs]
     assert len(ours) == 3
     for a, b in zip(ours, ref, strict=True):
-        assert (a - b).abs().max() <= 1e-3
+        assert (a - b).abs().max() <= 1e-8
+    for g_ours, g_ref in zip(*grads, strict=True):
+        assert g_ref.abs().max() > 0
+        assert torch.allclose(g_ours, g_ref, rtol=1e-7, atol=1e-9 * g_ref.abs().max().item())
 
 
 @pytest.mark.slow

@@ -77,7 +77,7 @@ RECIPES: dict[str, dict[str, Any]] = {
                 augment=False, precision="auto"),
     "vgg": dict(epochs=4, batch_size=128, optimizer="adamw", lr=1e-3, weight_decay=1e-2, schedule="onecycle",
                 augment=True, precision="auto"),
-    "resnet": dict(epochs=4, batch_size=128, optimizer="adamw", lr=2e-3, weight_decay=5e-2, schedule="onecycle",
+    "resnet": dict(epochs=6, batch_size=128, optimizer="adamw", lr=2e-3, weight_decay=5e-2, schedule="onecycle",
                    augment=True, precision="auto"),
 }
 

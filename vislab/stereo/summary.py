@@ -98,8 +98,8 @@ def layer_table(name: str = "stackhourglass", height: int = 256, width: int = 51
     # Trace with the padded size, which is what the network sees.
     hp, wp = height + (-height) % 16, width + (-width) % 16
     x = torch.zeros(1, 3, hp, wp, device="meta")
-    with torch.no_grad():
-        model._predict_autograd(x, x)
+    with torch.no_grad():  # up to the matching cost; the regression rows below have no layers
+        model._costs(x, x, all_costs=False)
     for h in hooks:
         h.remove()
     # For a max_disp that is not a multiple of 16 the volume holds D' > D disparities (see PSMNet).

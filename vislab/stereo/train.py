@@ -344,6 +344,8 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, distributed: bool) -> nn.M
     train_set = build_train_dataset(cfg)
     val_set = build_val_dataset(cfg) if main else None
     net = build_model(cfg).to(device).train()
+    if device.type == "cpu":
+        net.channels_last_3d_()
     model: nn.Module = net
     if distributed:
         if cfg.sync_bn:

@@ -24,7 +24,7 @@ from vislab.stereo.models.blocks import cbr_3d, convbn_3d, init_official
 from vislab.stereo.models.fast import fused_inference_copy
 from vislab.stereo.models.feature import FeatureExtraction
 from vislab.stereo.models.hourglass import Hourglass
-from vislab.stereo.models.volume import build_concat_volume, regress_chunked, regress_full
+from vislab.stereo.models.volume import build_concat_volume, regress_chunked, soft_argmin
 
 PAD_MULTIPLE = 16
 
@@ -129,8 +129,8 @@ class PSMNet(nn.Module):
             # SPP's 64x64 branch then pools to one value per channel, which BatchNorm cannot normalise.
             raise VislabError(f"training on {h}x{w} images needs a batch size above 1, or crops of at least 512 px "
                               "in height or width (the 64x64 SPP branch would pool to a single value)")
-        costs = self._costs(left, right, all_costs=True)
-        return tuple(regress_full(c, self.max_disp, size, self.align_corners)[:, top:, :w] for c in costs)
+        costs = self._costs(left, right, all_costs=True, channels_last=left.device.type == "cpu")
+        return tuple(soft_argmin(c, self.max_disp, size, (top, top + h), (0, w), self.align_corners) for c in costs)
 
     def _predict_autograd(self, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
         """Eval-mode prediction that keeps the autograd graph (the literal formulation)."""
@@ -138,8 +138,8 @@ class PSMNet(nn.Module):
         h, w = left.shape[-2:]
         top, rpad = self._pads(h, w)
         left, right = F.pad(left, (0, rpad, top, 0)), F.pad(right, (0, rpad, top, 0))
-        cost = self._costs(left, right, all_costs=False)[-1]
-        return regress_full(cost, self.max_disp, (h + top, w + rpad), self.align_corners)[:, top:, :w]
+        cost = self._costs(left, right, all_costs=False, channels_last=left.device.type == "cpu")[-1]
+        return soft_argmin(cost, self.max_disp, (h + top, w + rpad), (top, top + h), (0, w), self.align_corners)
 
     def _predict(self, left: torch.Tensor, right: torch.Tensor,
                  return_confidence: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -165,6 +165,19 @@ class PSMNet(nn.Module):
         is. Confidence = softmax probability mass within ±2 px of the estimated disparity.
         """
         return self._predict(left, right, return_confidence)
+
+    def channels_last_3d_(self) -> "PSMNet":
+        """Store the 3D convolutions' weights in ``torch.channels_last_3d`` layout, in place; returns self.
+
+        For CPU training: with the volumes channels-last (as ``forward`` builds them on CPU), channels-last
+        weights spare oneDNN a reorder in every forward and backward call. The function computed and the
+        state-dict names and shapes are unchanged; ``load_state_dict`` keeps the layout.
+        """
+        with torch.no_grad():
+            for module in self.modules():
+                if isinstance(module, (nn.Conv3d, nn.ConvTranspose3d)):
+                    module.weight.data = module.weight.data.contiguous(memory_format=torch.channels_last_3d)
+        return self
 
     def _fast_copy(self) -> "PSMNet":
         """A BN-folded, eval-mode copy of this model, rebuilt whenever the weights change."""

@@ -1,9 +1,9 @@
 """Cost-volume construction and disparity regression (soft argmin over the upsampled volume).
 
-The regression has two implementations with the same numbers: ``regress_full`` follows the paper
-literally (trilinear upsample of the whole 1/4-scale cost to (D, H, W), softmax, expectation) and is
-used for training; ``regress_chunked`` produces the same disparities a band of rows at a time, so the
-full-resolution (D, H, W) volume (368 MB per copy at KITTI size) never exists at once.
+The regression (the paper's trilinear upsample of the 1/4-scale cost to (D, H, W), softmax over D,
+expectation) is computed a band of output rows at a time, so the full-resolution (D, H, W) volume
+(368 MB per copy at KITTI size) never exists at once: ``regress_chunked`` without autograd (inference,
+with a confidence map), ``soft_argmin`` with an analytic backward (training).
 """
 
 import torch
@@ -35,14 +35,6 @@ def build_concat_volume(left: torch.Tensor, right: torch.Tensor, num_disp: int,
     padded = F.pad(right, (num_disp, 0))
     volume[:, c:] = padded[..., shifted + num_disp].permute(0, 1, 3, 2, 4)
     return volume
-
-
-def regress_full(cost: torch.Tensor, max_disp: int, size: tuple[int, int], align_corners: bool) -> torch.Tensor:
-    """(B, D/4, H/4, W/4) matching cost -> (B, H, W) disparity, as the paper writes it (autograd-friendly)."""
-    up = F.interpolate(cost.unsqueeze(1), size=(max_disp, *size), mode="trilinear", align_corners=align_corners)
-    prob = F.softmax(up.squeeze(1), dim=1)
-    disp_values = torch.arange(max_disp, device=cost.device, dtype=prob.dtype).view(1, max_disp, 1, 1)
-    return (prob * disp_values).sum(dim=1)
 
 
 def _linear_taps(in_size: int, out_size: int, start: int, stop: int, align_corners: bool,
@@ -81,6 +73,31 @@ def _interp_matrix(in_size: int, out_size: int, start: int, stop: int, align_cor
     return m, lo
 
 
+def _d_matrix(d4: int, max_disp: int, align_corners: bool, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    return _interp_matrix(d4, max_disp, 0, max_disp, align_corners, device, dtype)[0]  # (D, D/4)
+
+
+def _softmax_bands(cost_w: torch.Tensor, d_matrix: torch.Tensor, out_h: int, rows: tuple[int, int],
+                   align_corners: bool, chunk_elements: int):
+    """Yield ``(r0, r1, h_matrix, lo, weights)`` band by band: ``weights`` (B, D, (r1 - r0) * W) are the
+    exponentiated, max-shifted upsampled logits of output rows [r0, r1) (softmax up to the normaliser);
+    ``h_matrix`` (r1 - r0, k) maps source rows [lo, lo + k) of ``cost_w`` to those rows."""
+    b, d4, h4, n_cols = cost_w.shape
+    max_disp = d_matrix.shape[0]
+    chunk_rows = max(1, chunk_elements // (b * max_disp * n_cols))
+    for r0 in range(rows[0], rows[1], chunk_rows):
+        r1 = min(r0 + chunk_rows, rows[1])
+        # H: a small (rows, window) matrix over just the source rows this band reads.
+        h_matrix, lo = _interp_matrix(h4, out_h, r0, r1, align_corners, cost_w.device, cost_w.dtype)
+        band = torch.matmul(h_matrix, cost_w[:, :, lo:lo + h_matrix.shape[1]])  # (B, D/4, rows, W)
+        # (B, D, rows * W): the only full-D tensor, one band at a time; softmax computed in place.
+        weights = torch.matmul(d_matrix, band.reshape(b, d4, -1))
+        del band
+        weights -= weights.amax(dim=1, keepdim=True)
+        weights.exp_()
+        yield r0, r1, h_matrix, lo, weights
+
+
 def regress_chunked(cost: torch.Tensor, max_disp: int, size: tuple[int, int], rows: tuple[int, int],
                     cols: tuple[int, int], align_corners: bool, return_confidence: bool = True,
                     chunk_elements: int = 1 << 24) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -91,30 +108,20 @@ def regress_chunked(cost: torch.Tensor, max_disp: int, size: tuple[int, int], ro
     volume in memory (64 MB by default; the 3D CNN before this needs several times more). The
     upsampling is separable: W and H are interpolated with PyTorch's source-index formula, D as a
     matrix product, which gives the same values as one trilinear ``F.interpolate`` up to float rounding.
+    No autograd graph is recorded (see :func:`soft_argmin` for the differentiable version).
 
     Confidence is the softmax probability mass within ``CONFIDENCE_RADIUS`` px of the estimate:
     near 1 for a sharp single peak, low for flat or multi-modal matching costs.
     """
     b, d4, h4, w4 = cost.shape
-    out_h, out_w = size
     dev, dt = cost.device, cost.dtype
-    cost = _lerp_along(cost, 3, _linear_taps(w4, out_w, cols[0], cols[1], align_corners, dev, dt))
-    d_matrix, _ = _interp_matrix(d4, max_disp, 0, max_disp, align_corners, dev, dt)  # (D, D/4)
+    cost_w = _lerp_along(cost, 3, _linear_taps(w4, size[1], cols[0], cols[1], align_corners, dev, dt))
+    d_matrix = _d_matrix(d4, max_disp, align_corners, dev, dt)
     disp_values = torch.arange(max_disp, device=dev, dtype=dt)
     n_rows, n_cols = rows[1] - rows[0], cols[1] - cols[0]
     disparity = cost.new_empty(b, n_rows, n_cols)
     confidence = cost.new_empty(b, n_rows, n_cols) if return_confidence else None
-    chunk_rows = max(1, chunk_elements // (b * max_disp * n_cols))
-    for r0 in range(rows[0], rows[1], chunk_rows):
-        r1 = min(r0 + chunk_rows, rows[1])
-        # H: a small (rows, window) matrix over just the source rows this band reads.
-        h_matrix, lo = _interp_matrix(h4, out_h, r0, r1, align_corners, dev, dt)
-        band = torch.matmul(h_matrix, cost[:, :, lo:lo + h_matrix.shape[1]])  # (B, D/4, rows, W)
-        # (B, D, rows * W): the only full-D tensor, one band at a time; softmax computed in place.
-        weights = torch.matmul(d_matrix, band.reshape(b, d4, -1))
-        del band
-        weights -= weights.amax(dim=1, keepdim=True)
-        weights.exp_()
+    for r0, r1, _, _, weights in _softmax_bands(cost_w, d_matrix, size[0], rows, align_corners, chunk_elements):
         total = weights.sum(dim=1)
         est = torch.matmul(disp_values, weights).div_(total).view(b, r1 - r0, n_cols)
         out = slice(r0 - rows[0], r1 - rows[0])
@@ -123,6 +130,58 @@ def regress_chunked(cost: torch.Tensor, max_disp: int, size: tuple[int, int], ro
             mass = _mass_near(weights.view(b, max_disp, r1 - r0, n_cols), est, max_disp)
             confidence[:, out] = mass.div_(total.view_as(mass))
     return disparity, confidence
+
+
+class _SoftArgmin(torch.autograd.Function):
+    """``regress_chunked`` with an analytic backward that recomputes each band instead of storing it.
+
+    With p = softmax(z) over disparities and disp = sum_d d p_d, d disp / d z_d = p_d (d - disp); the
+    gradient then flows back through the (linear) upsampling as its transpose: matrix products for D and
+    H, an index_add for W. Autograd through ``F.interpolate`` + softmax would keep several full
+    (D, H, W) volumes per output for the backward pass (~100 MB each at 256x512, D=192); this keeps one band.
+    """
+
+    @staticmethod
+    def forward(ctx, cost, max_disp, size, rows, cols, align_corners, chunk_elements):  # type: ignore[override]
+        disparity, _ = regress_chunked(cost, max_disp, size, rows, cols, align_corners, False, chunk_elements)
+        ctx.save_for_backward(cost, disparity)
+        ctx.args = (max_disp, size, rows, cols, align_corners, chunk_elements)
+        return disparity
+
+    @staticmethod
+    def backward(ctx, grad_disp):  # type: ignore[override]
+        cost, disparity = ctx.saved_tensors
+        max_disp, size, rows, cols, align_corners, chunk_elements = ctx.args
+        b, d4, h4, w4 = cost.shape
+        dev, dt = cost.device, cost.dtype
+        w_taps = _linear_taps(w4, size[1], cols[0], cols[1], align_corners, dev, dt)
+        cost_w = _lerp_along(cost, 3, w_taps)
+        d_matrix = _d_matrix(d4, max_disp, align_corners, dev, dt)
+        disp_values = torch.arange(max_disp, device=dev, dtype=dt).view(1, max_disp, 1)
+        grad_cost_w = torch.zeros_like(cost_w)
+        n_cols = cols[1] - cols[0]
+        for r0, r1, h_matrix, lo, weights in _softmax_bands(cost_w, d_matrix, size[0], rows, align_corners,
+                                                            chunk_elements):
+            out = slice(r0 - rows[0], r1 - rows[0])
+            est = disparity[:, out].reshape(b, 1, -1)
+            g = grad_disp[:, out].reshape(b, 1, -1)
+            # dL/dz = p * (d - disp) * dL/ddisp, computed in place in the band's weights.
+            weights.div_(weights.sum(dim=1, keepdim=True)).mul_(disp_values - est).mul_(g)
+            grad_band = torch.matmul(d_matrix.t(), weights).view(b, d4, r1 - r0, n_cols)
+            del weights
+            grad_cost_w[:, :, lo:lo + h_matrix.shape[1]] += torch.matmul(h_matrix.t(), grad_band)
+        i0, i1, lam = w_taps
+        grad_cost = torch.zeros_like(cost)
+        grad_cost.index_add_(3, i0, grad_cost_w * (1 - lam))
+        grad_cost.index_add_(3, i1, grad_cost_w * lam)
+        return grad_cost, None, None, None, None, None, None
+
+
+def soft_argmin(cost: torch.Tensor, max_disp: int, size: tuple[int, int], rows: tuple[int, int],
+                cols: tuple[int, int], align_corners: bool, chunk_elements: int = 1 << 24) -> torch.Tensor:
+    """Differentiable disparity regression (B, D/4, H/4, W/4) -> (B, rows, cols): the paper's trilinear upsample
+    to (D, H, W), softmax over D and expectation, computed band by band in forward and backward."""
+    return _SoftArgmin.apply(cost, max_disp, size, rows, cols, align_corners, chunk_elements)
 
 
 def _mass_near(weights: torch.Tensor, est: torch.Tensor, max_disp: int) -> torch.Tensor:
