@@ -5,6 +5,7 @@ import argparse
 import gzip
 import hashlib
 import json
+import os
 import socket
 import threading
 from collections import Counter
@@ -150,6 +151,15 @@ def test_falls_back_to_the_next_mirror(tiny, tmp_path, first):
     assert leftovers(tmp_path) == sorted(NAMES)
     if first == "missing":  # a 404 is final: no retry on that mirror
         assert all(tiny.requests[f"/missing/{name}"] == 1 for name in NAMES)
+
+
+def test_downloaded_files_get_the_ordinary_mode_not_the_temp_files_0600(tiny, tmp_path):
+    old = os.umask(0o022)
+    try:
+        fetch(tmp_path, [f"{tiny.url}/good/"], tiny.files)
+    finally:
+        os.umask(old)
+    assert {(tmp_path / name).stat().st_mode & 0o777 for name in NAMES} == {0o644}
 
 
 def test_retries_transient_500_and_dropped_connections(tiny, tmp_path):

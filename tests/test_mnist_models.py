@@ -1,5 +1,7 @@
 """MNIST model registry: every model's forward/backward, the lab's shape tables, parameter counts, checkpoints."""
 
+import os
+
 import pytest
 import torch
 
@@ -154,3 +156,13 @@ def test_cnn_pool_before_relu_matches_the_labs_order():
     lab[:, 3].sum().backward()
     assert torch.equal(ours, lab)
     assert all(torch.equal(g, p.grad) for g, p in zip(grads, model.parameters(), strict=True))
+
+
+def test_atomic_checkpoints_get_the_ordinary_file_mode(tmp_path):
+    old = os.umask(0o027)
+    try:
+        path = save_atomic({"x": torch.zeros(1)}, tmp_path / "ckpt.pt")
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o640  # 0666 & ~umask, not mkstemp's 0600
+    assert [p.name for p in tmp_path.iterdir()] == ["ckpt.pt"]

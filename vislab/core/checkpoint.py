@@ -18,11 +18,31 @@ import torch
 from vislab.core.errors import VislabError
 
 
+def _umask() -> int:
+    try:  # Linux reports it without changing it
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def make_public(fd: int) -> None:
+    """Give a ``tempfile.mkstemp`` file (mode 0600) the mode an ordinary new file would get (0666 & ~umask),
+    so what is renamed into place is readable by whoever could read a plainly written file."""
+    if hasattr(os, "fchmod"):
+        os.fchmod(fd, 0o666 & ~_umask())
+
+
 def save_atomic(obj: dict[str, Any], path: str | os.PathLike) -> Path:
     """Write ``obj`` with ``torch.save`` to ``path`` atomically (temp file + fsync + rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    make_public(fd)
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save(obj, f)

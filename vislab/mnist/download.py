@@ -25,6 +25,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from vislab import __version__
+from vislab.core.checkpoint import make_public
 from vislab.core.errors import VislabError
 from vislab.core.logging import progress
 from vislab.mnist.data import SPLIT_FILES, load_mnist, read_idx
@@ -123,6 +124,7 @@ def _fetch_verified(name: str, md5: str, mirrors: list[str], target: Path, retri
 def _download_to(url: str, md5: str, target: Path, timeout: float, show_progress: bool) -> None:
     """One attempt: stream ``url`` into a temp file next to ``target``, verify, rename into place."""
     fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+    make_public(fd)
     tmp = Path(tmp_name)
     try:
         digest = hashlib.md5()
