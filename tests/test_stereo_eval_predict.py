@@ -148,6 +148,26 @@ def test_cli_eval_sceneflow_defaults_to_its_test_split(stereo_samples, tmp_path)
     assert rec["per_image"][0]["name"].startswith("flyingthings3d/TEST")
 
 
+def test_cli_eval_synthetic_held_out_scenes_all_and_non_occluded_pixels(tmp_path):
+    from vislab.stereo.datasets.synthetic import render_scene
+
+    opts = ["--dataset-opt", "size=2", "--dataset-opt", "height=48", "--dataset-opt", "width=96",
+            "--dataset-opt", "max_disp=32", "--dataset-opt", "seed=5"]
+    counts = {}
+    for name, extra in (("all", []), ("noc", ["--dataset-opt", "nonocc=true"])):
+        out = tmp_path / f"{name}.json"
+        assert main(["stereo", "eval", "--dataset", "synthetic", *opts, *extra, "--method", "sgbm",
+                     "--max-disp", "32", "--json", str(out)]) == 0
+        rec = json.loads(out.read_text())
+        assert rec["config"]["split"] == "testing"  # the fixed set, not per-epoch training scenes
+        assert [r["name"] for r in rec["per_image"]] == ["synthetic/5/fixed/000000", "synthetic/5/fixed/000001"]
+        counts[name] = [r["n_valid"] for r in rec["per_image"]]
+    scenes = [render_scene((5, 1, i), 48, 96, 32) for i in range(2)]
+    assert counts["all"] == [int(((s["disp"] > 0) & (s["disp"] < 32)).sum()) for s in scenes]
+    assert counts["noc"] == [int(((s["disp"] > 0) & (s["disp"] < 32) & ~s["occluded"]).sum()) for s in scenes]
+    assert all(n < a for n, a in zip(counts["noc"], counts["all"], strict=True))
+
+
 def test_cli_eval_psmnet_json_to_stdout(tmp_path, stereo_samples, tiny_ckpt, capsys):
     root = make_tiny_kitti(tmp_path / "k", [(32, 64)], stereo_samples)
     rc = main(["stereo", "eval", "--dataset", "kitti2015", "--root", str(root), "--weights", str(tiny_ckpt),
@@ -166,6 +186,8 @@ def test_cli_eval_errors(tmp_path, capsys):
     assert "root not found" in capsys.readouterr().err
     assert main(["stereo", "eval", "--dataset", "nosuch", "--root", str(tmp_path), "--method", "sgbm"]) == 2
     assert "unknown dataset" in capsys.readouterr().err
+    assert main(["stereo", "eval", "--dataset", "kitti2015", "--method", "sgbm"]) == 2
+    assert "needs --root" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------------------------------------ CLI: predict

@@ -40,15 +40,16 @@ def add_parser(labs: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("eval", help="EPE / D1 / bad-N on a dataset, for a model or SGBM")
     p.add_argument("--dataset", required=True)
-    p.add_argument("--root", required=True)
+    p.add_argument("--root", default=None, help="dataset folder (not for synthetic)")
     _add_model_args(p)
     p.add_argument("--method", default="psmnet", choices=("psmnet", "sgbm"))
     p.add_argument("--split", default=None,
                    help="dataset split (default: the usual evaluation split with ground truth: testing, i.e. "
-                        "FlyingThings3D TEST, for sceneflow; training for the others)")
+                        "FlyingThings3D TEST, for sceneflow and a fixed scene set for synthetic; training for the "
+                        "others)")
     p.add_argument("--dataset-opt", action="append", default=None, metavar="KEY=VALUE",
                    help="dataset option, repeatable: resolution=F|H|Q, nonocc=true, pass=final, "
-                        "subsets=driving,monkaa, occ=false")
+                        "subsets=driving,monkaa, occ=false; synthetic: size=N height=H width=W max_disp=D seed=S")
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N pairs")
     p.add_argument("--json", dest="json_path", nargs="?", const="-", default=None,
                    help="write results as JSON to this file (or stdout with no value)")

@@ -151,6 +151,8 @@ def _json_safe(obj: Any) -> Any:
 def run_eval(args: argparse.Namespace) -> int:
     """``vislab stereo eval``: print a per-image and overall table; ``--json`` also writes the numbers."""
     options = parse_dataset_options(getattr(args, "dataset_opt", None))
+    if args.root is None and args.dataset != "synthetic":
+        raise VislabError(f"dataset {args.dataset!r} needs --root DIR")
     split = default_eval_split(args.dataset, getattr(args, "split", None))
     dataset = create_dataset(args.dataset, args.root, split=split, **options)
     predict_fn, config = build_predictor(args)
@@ -181,4 +183,5 @@ def default_eval_split(dataset: str, split: str | None) -> str:
     """The split to evaluate when none is given: the one benchmarks report on that has ground truth."""
     if split:
         return split
-    return "testing" if dataset == "sceneflow" else "training"
+    # synthetic "testing": a fixed scene set drawn from (seed, index), never one of the per-epoch training scenes
+    return "testing" if dataset in ("sceneflow", "synthetic") else "training"

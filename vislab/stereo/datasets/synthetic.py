@@ -323,7 +323,7 @@ class SyntheticStereo(StereoDataset):
 
     def __init__(self, root: str | Path | None = None, split: str = "training", transform: Transform | None = None,
                  seed: int = 0, size: int = 1000, height: int = 256, width: int = 512, max_disp: int = 64,
-                 photometric: bool = True, resample_each_epoch: bool | None = None):
+                 photometric: bool = True, resample_each_epoch: bool | None = None, nonocc: bool = False):
         # No files to discover: the base class's constructor is not used.
         self.root = None
         self.split = split
@@ -334,6 +334,7 @@ class SyntheticStereo(StereoDataset):
         if self.size < 1:
             raise VislabError(f"synthetic: size must be positive, got {size}")
         self.photometric = photometric
+        self.nonocc = bool(nonocc)  # ground truth only where the left pixel is visible in the right view
         self.resample_each_epoch = split == "training" if resample_each_epoch is None else resample_each_epoch
         self.samples = []
 
@@ -351,6 +352,8 @@ class SyntheticStereo(StereoDataset):
                              photometric=self.photometric)
         disp = scene["disp"]
         valid = (disp > 0) & (disp < self.max_disp)
+        if self.nonocc:
+            valid &= ~scene["occluded"]
         return {
             "left": torch.from_numpy(np.ascontiguousarray(scene["left"].transpose(2, 0, 1))),
             "right": torch.from_numpy(np.ascontiguousarray(scene["right"].transpose(2, 0, 1))),
