@@ -88,6 +88,24 @@ def test_checkpoints_logs_and_exported_weights(base_run):
     torch.testing.assert_close(model.state_dict()["classify.2.weight"], ref, atol=1e-3, rtol=1e-3)
 
 
+def test_training_curves_png_and_chained_stages(tmp_path, base_run, capsys):
+    from PIL import Image
+
+    from vislab.stereo.curves import load_run
+
+    assert Image.open(base_run / "curves.png").size[0] > 100  # rewritten by train after every epoch
+    run = load_run(base_run)
+    assert run["pairs"] == [2, 4, 6, 8] and run["val_pairs"] == [6]  # iterations x batch 2
+    assert load_run(f"{base_run}:2")["pairs"] == [2, 4]
+    out = tmp_path / "stages.png"
+    assert cli(["stereo", "curves", f"{base_run}:3", str(base_run), "--out", str(out), "--smooth", "2"]) == 0
+    assert Image.open(out).format == "PNG" and f"wrote {out}" in capsys.readouterr().out
+    assert cli(["stereo", "curves", str(tmp_path / "missing"), "--out", str(out)]) == 2
+    assert "no training metrics" in capsys.readouterr().err
+    assert cli(["stereo", "curves", str(base_run), "--labels", "a", "b", "--out", str(out)]) == 2
+    assert "2 labels for 1 runs" in capsys.readouterr().err
+
+
 def test_export_command_writes_fp16_weights_with_the_given_range(tmp_path, base_run):
     dst = tmp_path / "shipped.pt"
     assert train_module.main(["export", str(base_run / "last.pt"), str(dst), "--max-disp", "64"]) == 0

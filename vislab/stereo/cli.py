@@ -109,6 +109,14 @@ def add_parser(labs: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
     p.set_defaults(func=_lazy("vislab.stereo.train:run_train"))
 
+    p = sub.add_parser("curves", help="plot the training curves of one run, or of stages trained in sequence")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
+                   help="run folders, in training order; RUN_DIR:N stops at step N")
+    p.add_argument("--out", default="curves.png", help="PNG to write (default: curves.png)")
+    p.add_argument("--smooth", type=int, default=50, help="moving-average window in steps (default: 50)")
+    p.add_argument("--labels", nargs="+", default=None, help="one legend label per RUN_DIR (default: folder names)")
+    p.set_defaults(func=_lazy("vislab.stereo.curves:run_curves"))
+
     p = sub.add_parser("synth", help="write synthetic stereo scenes in the SceneFlow layout")
     p.add_argument("--n", type=int, default=100)
     p.add_argument("--out", required=True)

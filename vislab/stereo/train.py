@@ -35,6 +35,7 @@ from vislab.core.errors import VislabError
 from vislab.core.logging import MetricsCSV, progress, write_json
 from vislab.core.seed import get_rng_state, seed_everything, set_rng_state
 from vislab.stereo.configs import TrainConfig, lr_factor, parse_crop, resolve_config
+from vislab.stereo.curves import plot_training_curves
 from vislab.stereo.loss import OUTPUT_WEIGHTS, disparity_mask, psmnet_loss
 
 CSV_FIELDS = ("iteration", "epoch", "loss", "train_epe", "lr", "step_time", "val_epe", "val_d1", "val_bad3")
@@ -409,6 +410,8 @@ def _epochs(run: Run, train_set: torch.utils.data.Dataset, val_set: torch.utils.
             print(line, flush=True)
         run.scheduler.step()
         run.epoch, run.step_in_epoch = run.epoch + 1, 0
+        if run.main:
+            plot_training_curves([run.out], run.out / "curves.png")
         if run.main and metrics.get("d1", math.inf) < run.best_d1:
             run.best_d1 = metrics["d1"]
             save_atomic(checkpoint_dict(run), run.out / "best.pt")
