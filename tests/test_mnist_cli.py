@@ -111,3 +111,21 @@ def test_summary_prints_lab_table(capsys):
     assert main(["mnist", "summary", "--model", "vgg"]) == 0
     out = capsys.readouterr().out
     assert "(1, 64, 30, 30)" in out and "(1, 512, 1, 1)" in out and "total parameters: 9,281,738" in out
+
+
+def test_output_piped_into_a_reader_that_stops_is_not_a_traceback():
+    import os
+    import subprocess
+    import sys
+
+    # stdout is a pipe whose reader has already gone (as after `| head -1`): every write fails with EPIPE.
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        done = subprocess.run([sys.executable, "-m", "vislab", "mnist", "summary", "--model", "vgg"],
+                              stdout=write_end, stderr=subprocess.PIPE, timeout=60, check=False)
+    finally:
+        os.close(write_end)
+    stderr = done.stderr.decode()
+    assert done.returncode == 141
+    assert "Traceback" not in stderr and "BrokenPipeError" not in stderr

@@ -265,6 +265,24 @@ def test_cli_predict_errors(crops, tmp_path, capsys, stereo_samples):
     assert "741x497" in capsys.readouterr().err
 
 
+def test_cli_predict_bundled_example_with_its_calibration_and_ground_truth(tmp_path, capsys):
+    rc = main(["stereo", "predict", "--example", "motorcycle", "--method", "sgbm", "--ply", "--out", str(tmp_path)])
+    assert rc == 0
+    out = capsys.readouterr().out
+    line = next(x for x in out.splitlines() if x.startswith("against the example's ground truth"))
+    epe = float(line.split("EPE ")[1].split(" px")[0])
+    assert 0.5 < epe < 3.0  # SGBM on this pair: ~1.5 px; a wrong camera/GT pairing would be far off
+    assert (tmp_path / "motorcycle_disp.png").is_file() and (tmp_path / "motorcycle.ply").is_file()
+    depth = np.load(tmp_path / "motorcycle_depth.npy")
+    disp = np.load(tmp_path / "motorcycle_disp.npy")
+    # Z = f * B / (d + doffs) with skimage's documented calibration (mm)
+    np.testing.assert_allclose(depth[250, 370], 994.978 * 193.001 / (disp[250, 370] + 31.086), rtol=1e-5)
+    assert main(["stereo", "predict", "left.png", "--example", "motorcycle", "--method", "sgbm"]) == 2
+    assert "either LEFT RIGHT or --example" in capsys.readouterr().err
+    assert main(["stereo", "predict", "--method", "sgbm"]) == 2
+    assert "give the LEFT and RIGHT images" in capsys.readouterr().err
+
+
 def test_cli_predict_focal_baseline(crops, tmp_path, capsys):
     left, right, _ = crops
     out = tmp_path / "fb"

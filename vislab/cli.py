@@ -1,6 +1,7 @@
 """The ``vislab`` command: one entry point, each lab adds its own subcommands."""
 
 import argparse
+import os
 import sys
 
 from vislab import __version__
@@ -30,6 +31,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into e.g. `head`, which stopped reading: not an error of ours
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 -- so the interpreter's final flush cannot fail again
+        return 141
 
 
 if __name__ == "__main__":

@@ -56,8 +56,10 @@ def add_parser(labs: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_lazy("vislab.stereo.evaluate:run_eval"))
 
     p = sub.add_parser("predict", help="disparity, confidence, depth and point cloud for a stereo pair")
-    p.add_argument("left")
-    p.add_argument("right")
+    p.add_argument("left", nargs="?", default=None)
+    p.add_argument("right", nargs="?", default=None)
+    p.add_argument("--example", default=None, choices=("motorcycle",),
+                   help="predict on a pair bundled with scikit-image instead (with its calibration and GT)")
     _add_model_args(p)
     p.add_argument("--method", default="psmnet", choices=("psmnet", "sgbm"))
     p.add_argument("--out", default="predictions")

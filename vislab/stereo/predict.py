@@ -14,6 +14,7 @@ from vislab.core.errors import VislabError
 from vislab.stereo.evaluate import DEFAULT_MAX_DISP, load_model
 from vislab.stereo.geometry import depth_to_points, discontinuity_mask, disparity_to_depth, write_ply
 from vislab.stereo.io import read_calib, read_image, write_image, write_kitti_disparity, write_pfm
+from vislab.stereo.metrics import stereo_metrics
 from vislab.stereo.transforms import imagenet_normalize
 from vislab.stereo.visualize import colorize_confidence, colorize_depth, colorize_disparity
 
@@ -70,14 +71,46 @@ def peak_memory_mb() -> float:
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
 
+# scikit-image's quarter-size Middlebury 2014 "Motorcycle" pair: its calibration, as skimage documents it
+# (focal and principal point in px, doffs = the right camera's principal point offset, baseline in mm).
+MOTORCYCLE_CAMERA = Camera(focal=994.978, baseline=193.001, doffs=31.086, cx=311.193, cy=254.877)
+
+
+def load_example(name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, Camera]:
+    """A stereo pair that ships with an installed package: left, right (float32 RGB in [0, 1]), ground-truth
+    disparity (NaN where unknown) and camera. Only ``motorcycle`` (scikit-image's Middlebury pair) for now."""
+    if name != "motorcycle":
+        raise VislabError(f"unknown example {name!r}; available: motorcycle")
+    try:
+        from skimage.data import stereo_motorcycle
+
+        left, right, disp = stereo_motorcycle()
+    except (ImportError, OSError, ValueError) as exc:
+        raise VislabError(f"cannot load the motorcycle example from scikit-image: {exc}") from None
+    disp = np.where(np.isfinite(disp), disp, np.nan).astype(np.float32)
+    return (left.astype(np.float32) / 255.0, right.astype(np.float32) / 255.0, disp, MOTORCYCLE_CAMERA)
+
+
 def run_predict(args: argparse.Namespace) -> int:
     """Write disparity (colour PNG, KITTI 16-bit PNG, .npy, .pfm), confidence, depth and a PLY for one pair."""
-    left, right = read_image(args.left), read_image(args.right)
+    example = getattr(args, "example", None)
+    gt = None
+    if example:
+        if args.left or args.right:
+            raise VislabError("give either LEFT RIGHT or --example, not both")
+        left, right, gt, example_camera = load_example(example)
+        args.left = args.right = example  # names the outputs and the report
+    elif not (args.left and args.right):
+        raise VislabError("give the LEFT and RIGHT images (or --example motorcycle)")
+    else:
+        left, right = read_image(args.left), read_image(args.right)
     if left.shape != right.shape:
         raise VislabError(f"left/right size mismatch: {args.left} is {left.shape[1]}x{left.shape[0]}, "
                           f"{args.right} is {right.shape[1]}x{right.shape[0]}")
     h, w = left.shape[:2]
     camera = camera_from_args(args, w, h)
+    if example and camera is None:
+        camera = example_camera
     if args.ply and camera is None:
         raise VislabError("--ply needs the camera: give --calib calib.txt or --focal F --baseline B")
 
@@ -119,6 +152,10 @@ def run_predict(args: argparse.Namespace) -> int:
 
     print(f"{info['method']} disparity for {args.left} ({w}x{h}, max disparity {info['max_disp']}): "
           f"range {np.nanmin(disp):.2f}..{np.nanmax(disp):.2f} px")
+    if gt is not None:
+        m = stereo_metrics(disp, gt, max_disp=info["max_disp"])
+        print(f"against the example's ground truth ({m['n_valid']} pixels): EPE {m['epe']:.3f} px, "
+              f"D1 {m['d1']:.2f}%, bad-1 {m['bad1']:.2f}%")
     for note in notes:
         print(note)
     for path in written:
