@@ -13,7 +13,7 @@ from vislab.mnist.data import MnistSplits, load_splits
 from vislab.mnist.evaluate import confusion_matrix, evaluate, per_class_accuracy
 from vislab.mnist.models import load_mnist_model
 from vislab.mnist.recipes import RECIPES, TrainConfig, resolve_config
-from vislab.mnist.train import train
+from vislab.mnist.train import train, training_loss
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -143,3 +143,51 @@ def test_checkpoint_reloads_to_same_predictions(tmp_path, small):
     model, ckpt = load_mnist_model(Path(tmp_path / "run" / "last.pt"))
     result = evaluate(model, small.test_x, small.test_y)
     assert result.accuracy == ckpt["metrics"][-1]["val_acc"]
+
+
+def test_fractional_epochs_stop_the_last_pass_early_and_resume_exactly(tmp_path, small):
+    # 2,000 images at batch 100: 20 steps per pass, so 1.5 epochs are 30 optimizer steps in all.
+    config = dict(epochs=1.5, augment=False)
+    train(mlp_config(**config), tmp_path / "straight", splits=small, log=quiet)
+    ckpt = load_checkpoint(tmp_path / "straight" / "last.pt")
+    assert [m["epoch"] for m in ckpt["metrics"]] == [1, 1.5]
+    assert all(int(s["step"]) == 30 for s in ckpt["optimizer"]["state"].values())
+    assert ckpt["scheduler"]["last_epoch"] == 30  # the onecycle schedule ran to its end, not past it
+    rows = list(csv.DictReader((tmp_path / "straight" / "metrics.csv").open()))
+    assert [float(r["epoch"]) for r in rows] == [1.0, 1.5]
+
+    with pytest.raises(KeyboardInterrupt):
+        train(mlp_config(**config), tmp_path / "stopped", splits=small, log=StopAfter(1))
+    train(mlp_config(**config), tmp_path / "stopped", resume=True, splits=small, log=quiet)
+    resumed = load_checkpoint(tmp_path / "stopped" / "last.pt")
+    for key, value in ckpt["model"].items():
+        assert torch.equal(value, resumed["model"][key]), key
+    with pytest.raises(VislabError, match="--epochs must be positive"):
+        resolve_config("cnn", {"epochs": 0})
+
+
+def test_label_smoothing_loss_is_cross_entropy_against_smoothed_targets():
+    torch.manual_seed(0)
+    logits, target = torch.randn(8, 10), torch.randint(0, 10, (8,))
+    log_probs = logits.log_softmax(dim=1)
+    smoothed = torch.full((8, 10), 0.1 / 10).scatter_(1, target[:, None], 1 - 0.1 + 0.1 / 10)
+    expected = -(smoothed * log_probs).sum(dim=1).mean()
+    assert torch.allclose(training_loss(log_probs, target, 0.1), expected)
+    assert torch.equal(training_loss(log_probs, target), torch.nn.functional.nll_loss(log_probs, target))
+    with pytest.raises(VislabError, match="--label-smoothing"):
+        resolve_config("cnn", {"label_smoothing": 1.0})
+
+
+def test_muon_run_learns_and_resumes_exactly(tmp_path, small):
+    config = dict(optimizer="muon", muon_lr=0.02, label_smoothing=0.1, augment=False)
+    result = train(mlp_config(**config), tmp_path / "straight", splits=small, log=quiet)
+    assert result["test_accuracy"] > 50  # 2 epochs on 2k images: far above chance (10%)
+    with pytest.raises(KeyboardInterrupt):
+        train(mlp_config(**config), tmp_path / "stopped", splits=small, log=StopAfter(1))
+    torch.manual_seed(12345)
+    train(mlp_config(**config), tmp_path / "stopped", resume=True, splits=small, log=quiet)
+    a = load_checkpoint(tmp_path / "straight" / "last.pt")
+    b = load_checkpoint(tmp_path / "stopped" / "last.pt")
+    assert [g["muon"] for g in a["optimizer"]["param_groups"]] == [True, False]
+    for key, value in a["model"].items():
+        assert torch.equal(value, b["model"][key]), key

@@ -25,15 +25,20 @@ def add_parser(labs: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("train", help="train a model (defaults: the model's recipe; flags override it)")
     p.add_argument("--model", required=True, choices=MODEL_NAMES)
-    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--epochs", type=float, default=None,
+                   help="passes over the training set; a fraction stops the last one early (e.g. 1.5)")
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--lr", type=float, default=None, help="learning rate (the peak under onecycle)")
-    p.add_argument("--optimizer", default=None, choices=("sgd", "adam", "adamw"))
+    p.add_argument("--optimizer", default=None, choices=("sgd", "adam", "adamw", "muon"),
+                   help="muon: Muon on the weight matrices, AdamW (at --lr) on biases and the output layer")
+    p.add_argument("--muon-lr", type=float, default=None, help="muon: peak learning rate of the weight matrices")
     p.add_argument("--schedule", default=None, choices=("none", "onecycle", "cosine"))
     p.add_argument("--augment", default=None, action=argparse.BooleanOptionalAction,
                    help="random shift/rotation/scale of training images")
     p.add_argument("--augment-strength", type=float, default=None,
                    help="scale of the warp ranges (1.0: shift 2 px, rotation 10 degrees, scale 10%%)")
+    p.add_argument("--label-smoothing", type=float, default=None, metavar="EPS",
+                   help="train towards 1-EPS on the label and EPS/10 on every class (0: plain NLL)")
     p.add_argument("--precision", default=None, choices=("auto", "fp32", "bf16"),
                    help="bf16: bfloat16 autocast (fast on CPUs with AVX-512 bf16 and on GPUs); auto: bf16 where fast")
     p.add_argument("--seed", type=int, default=None)

@@ -11,7 +11,7 @@ import torch
 
 from vislab.core.errors import VislabError
 
-OPTIMIZERS = ("sgd", "adam", "adamw")
+OPTIMIZERS = ("sgd", "adam", "adamw", "muon")
 SCHEDULES = ("none", "onecycle", "cosine")
 PRECISIONS = ("auto", "fp32", "bf16")
 
@@ -22,16 +22,18 @@ class TrainConfig:
 
     model: str = "cnn"
     model_kwargs: dict[str, Any] = field(default_factory=dict)
-    epochs: int = 10
+    epochs: float = 10  # passes over the training set; a fraction ends the last pass early (1.5: one and a half)
     batch_size: int = 64
-    lr: float = 0.01           # the peak learning rate under onecycle
-    optimizer: str = "sgd"     # sgd | adam | adamw
+    lr: float = 0.01           # the peak learning rate under onecycle (muon: of the AdamW-updated parameters)
+    optimizer: str = "sgd"     # sgd | adam | adamw | muon (Muon on weight matrices, AdamW on the rest)
+    muon_lr: float = 0.02      # muon: the peak learning rate of the weight matrices
     momentum: float = 0.5      # SGD momentum (the lab's 0.5)
     nesterov: bool = False
     weight_decay: float = 0.0
     schedule: str = "none"     # none | onecycle (per step) | cosine (per step, to zero)
     augment: bool = False      # random shift/rotate/scale of each training batch
     augment_strength: float = 1.0  # scales the warp ranges (1.0: shift 2 px, rotation 10 deg, scale +-10%)
+    label_smoothing: float = 0.0  # training target: 1 - eps on the label, eps spread evenly over all 10 classes
     seed: int = 0
     device: str = "auto"
     precision: str = "fp32"    # bf16: autocast matmuls/convs to bfloat16; auto: bf16 where it is fast, else fp32
@@ -48,11 +50,17 @@ class TrainConfig:
             raise VislabError(f"unknown schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}")
         if self.precision not in PRECISIONS:
             raise VislabError(f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
-        for name in ("epochs", "batch_size", "eval_batch_size"):
+        if not self.epochs > 0:
+            raise VislabError(f"--epochs must be positive, got {self.epochs}")
+        for name in ("batch_size", "eval_batch_size"):
             if getattr(self, name) < 1:
                 raise VislabError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         if not self.lr > 0:
             raise VislabError(f"--lr must be positive, got {self.lr}")
+        if not self.muon_lr > 0:
+            raise VislabError(f"--muon-lr must be positive, got {self.muon_lr}")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise VislabError(f"--label-smoothing must be in [0, 1), got {self.label_smoothing}")
         if self.val_size < 0:
             raise VislabError(f"--val-size must be 0 or more, got {self.val_size}")
 

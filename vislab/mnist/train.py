@@ -25,6 +25,8 @@ from vislab.core.checkpoint import load_checkpoint, save_atomic
 from vislab.core.device import pick_device
 from vislab.core.errors import VislabError
 from vislab.core.logging import MetricsCSV, plot_curves, progress, write_json
+from vislab.core.memory import retain_freed_memory
+from vislab.core.optim import MuonAdamW, muon_param_groups
 from vislab.core.seed import get_rng_state, seed_everything, set_rng_state
 from vislab.mnist.data import MnistSplits, augment_batch, iterate_batches, load_splits
 from vislab.mnist.evaluate import autocast_context, evaluate
@@ -56,17 +58,25 @@ def build_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimi
                                weight_decay=config.weight_decay)
     if config.optimizer == "adam":
         return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+    if config.optimizer == "muon":
+        return MuonAdamW(muon_param_groups(model, config.lr, config.muon_lr, config.weight_decay))
     return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
 
 
 def build_scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer,
                     total_steps: int) -> torch.optim.lr_scheduler.LRScheduler | None:
-    """Per-step schedules: onecycle peaks at ``config.lr`` after 30% of the steps; cosine decays to 0."""
+    """Per-step schedules: onecycle peaks at each group's lr after 30% of the steps; cosine decays to 0."""
     if config.schedule == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=total_steps)
+        peaks = [group["lr"] for group in optimizer.param_groups]
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=peaks, total_steps=total_steps)
     if config.schedule == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
     return None
+
+
+def total_steps(config: TrainConfig, steps_per_epoch: int) -> int:
+    """Optimizer steps of the whole run; a fractional ``epochs`` cuts the last pass short."""
+    return max(1, math.ceil(config.epochs * steps_per_epoch))
 
 
 def init_state(config: TrainConfig, device: torch.device, steps_per_epoch: int) -> TrainState:
@@ -76,7 +86,7 @@ def init_state(config: TrainConfig, device: torch.device, steps_per_epoch: int) 
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(config, model)
-    scheduler = build_scheduler(config, optimizer, config.epochs * steps_per_epoch)
+    scheduler = build_scheduler(config, optimizer, total_steps(config, steps_per_epoch))
     # Own generators for data order and augmentation; dropout uses the global RNG, saved separately.
     data_gen = torch.Generator().manual_seed(config.seed)
     aug_gen = torch.Generator().manual_seed(config.seed + 1)
@@ -117,9 +127,18 @@ def restore_state(state: TrainState, ckpt: dict[str, Any]) -> None:
     state.metrics = [dict(m) for m in ckpt["metrics"]]
 
 
+def training_loss(log_probs: torch.Tensor, target: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
+    """Mean NLL of the labels, or with label smoothing ``eps`` the cross-entropy against the target
+    ``(1 - eps) * onehot + eps / C``: ``(1 - eps) * NLL + eps * mean over classes of -log p``."""
+    nll = F.nll_loss(log_probs, target)
+    if label_smoothing == 0.0:
+        return nll
+    return (1.0 - label_smoothing) * nll - label_smoothing * log_probs.mean(dim=1).mean()
+
+
 def train_one_epoch(state: TrainState, config: TrainConfig, x: torch.Tensor, y: torch.Tensor,
-                    device: torch.device, desc: str = "") -> tuple[float, float]:
-    """One pass over (x, y); returns (mean training loss, training images per second).
+                    device: torch.device, desc: str = "", max_steps: int | None = None) -> tuple[float, float]:
+    """One pass over (x, y), or its first ``max_steps`` batches; returns (mean training loss, images per second).
 
     Raises:
         VislabError: the loss became NaN or infinite (nothing is saved for this epoch).
@@ -127,6 +146,8 @@ def train_one_epoch(state: TrainState, config: TrainConfig, x: torch.Tensor, y: 
     model, optimizer, scheduler = state.model, state.optimizer, state.scheduler
     model.train()
     n_steps = math.ceil(len(x) / config.batch_size)
+    if max_steps is not None:
+        n_steps = min(n_steps, max_steps)
     loss_sum = torch.zeros((), device=device)
     seen = 0
     start = time.perf_counter()
@@ -139,7 +160,7 @@ def train_one_epoch(state: TrainState, config: TrainConfig, x: torch.Tensor, y: 
             xb = augment_batch(xb, state.aug_gen, max_shift=2.0 * k, max_rotate_deg=10.0 * k, max_scale=0.1 * k)
         with autocast_context(device, config.precision):
             out = model(xb)
-        loss = F.nll_loss(out.float(), yb)
+        loss = training_loss(out.float(), yb, config.label_smoothing)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -154,12 +175,14 @@ def train_one_epoch(state: TrainState, config: TrainConfig, x: torch.Tensor, y: 
                                   f"stopped, the last good checkpoint is kept (try a lower --lr)")
             if hasattr(bar, "set_postfix"):
                 bar.set_postfix(loss=f"{running:.4f}", refresh=False)
+        if step == n_steps:
+            break
     elapsed = time.perf_counter() - start
     return float(loss_sum) / max(seen, 1), seen / max(elapsed, 1e-9)
 
 
 def _write_run_files(out_dir: Path, state: TrainState, on_test: bool) -> None:
-    epochs = [int(m["epoch"]) for m in state.metrics]
+    epochs = [float(m["epoch"]) for m in state.metrics]
     label = "test" if on_test else "validation"
     plot_curves(epochs, {f"{label} loss": [m["val_loss"] for m in state.metrics],
                          f"{label} accuracy (%)": [m["val_acc"] for m in state.metrics]},
@@ -201,6 +224,8 @@ def train(config: TrainConfig, out_dir: str | Path, *, resume: bool = False, spl
 
     device = pick_device(config.device)
     config.precision = resolve_precision(config.precision, device)
+    if device.type == "cpu":
+        retain_freed_memory()
     if splits is None:
         splits = load_splits(config.data, config.val_size)
     on_test = splits.val_x is None
@@ -215,7 +240,7 @@ def train(config: TrainConfig, out_dir: str | Path, *, resume: bool = False, spl
     if ckpt is not None:
         restore_state(state, ckpt)
         metrics_csv.truncate_after("epoch", state.epoch)
-        log(f"resuming {config.model} from {last_path} after epoch {state.epoch}/{config.epochs}")
+        log(f"resuming {config.model} from {last_path} after epoch {state.epoch}/{config.epochs:g}")
     else:
         metrics_csv.path.unlink(missing_ok=True)
     write_json(config.to_dict(), out_dir / "config.json")
@@ -223,23 +248,27 @@ def train(config: TrainConfig, out_dir: str | Path, *, resume: bool = False, spl
     if state.epoch == 0:
         log(f"{config.model}: {count_parameters(state.model):,} parameters, {len(train_x):,} training images, "
             f"device {device}, {config.optimizer} lr {config.lr:g} {config.schedule}, batch {config.batch_size}, "
-            f"{config.epochs} epochs, augment {'on' if config.augment else 'off'}, {config.precision}")
+            f"{config.epochs:g} epochs, augment {'on' if config.augment else 'off'}, {config.precision}")
         if on_test:
             log("validating on the TEST set each epoch (--val-size 0, as the lab does); "
                 "pass --val-size 5000 for a held-out validation split")
 
     last_val = None
     try:
-        while state.epoch < config.epochs:
+        run_steps = total_steps(config, steps_per_epoch)
+        while state.epoch * steps_per_epoch < run_steps:
             epoch = state.epoch + 1
             t0 = time.perf_counter()
             lr = state.optimizer.param_groups[0]["lr"]
             train_loss, ips = train_one_epoch(state, config, train_x, train_y, device,
-                                              desc=f"epoch {epoch}/{config.epochs}")
+                                              desc=f"epoch {epoch}/{math.ceil(config.epochs)}",
+                                              max_steps=run_steps - state.epoch * steps_per_epoch)
             val = evaluate(state.model, val_x, val_y, batch_size=config.eval_batch_size,
                            precision=config.precision)
             state.epoch, last_val = epoch, val
-            row = {"epoch": epoch, "train_loss": train_loss, "val_loss": val.loss, "val_acc": val.accuracy,
+            # the epochs trained so far: 2 for a full second pass, 1.5 when a 1.5-epoch run ends half-way
+            epochs_done = epoch if epoch <= config.epochs else config.epochs
+            row = {"epoch": epochs_done, "train_loss": train_loss, "val_loss": val.loss, "val_acc": val.accuracy,
                    "lr": lr, "train_images_per_s": ips, "epoch_time_s": time.perf_counter() - t0}
             state.metrics.append(row)
             is_best = val.accuracy > state.best_acc
@@ -250,7 +279,7 @@ def train(config: TrainConfig, out_dir: str | Path, *, resume: bool = False, spl
                 save_atomic(ckpt_dict, out_dir / "best.pt")
             metrics_csv.append(row)
             _write_run_files(out_dir, state, on_test)
-            log(f"epoch {epoch}/{config.epochs}: train loss {train_loss:.4f}, "
+            log(f"epoch {epochs_done:g}/{config.epochs:g}: train loss {train_loss:.4f}, "
                 f"{'test' if on_test else 'validation'} loss {val.loss:.4f}, accuracy {val.accuracy:.2f}% "
                 f"({val.correct}/{val.n}), {ips:.0f} img/s, {row['epoch_time_s']:.1f} s")
     except KeyboardInterrupt:
@@ -275,8 +304,8 @@ def train(config: TrainConfig, out_dir: str | Path, *, resume: bool = False, spl
 def run_train(args: argparse.Namespace) -> int:
     """``vislab mnist train``: resolve the config from the model's recipe and the flags, then train."""
     overrides = {name: getattr(args, name) for name in
-                 ("epochs", "batch_size", "lr", "optimizer", "schedule", "augment", "augment_strength", "seed",
-                  "device", "val_size", "precision", "data")}
+                 ("epochs", "batch_size", "lr", "muon_lr", "optimizer", "schedule", "augment", "augment_strength",
+                  "label_smoothing", "seed", "device", "val_size", "precision", "data")}
     config = resolve_config(args.model, overrides)
     out = args.out or f"runs/mnist_{args.model}"
     train(config, out, resume=args.resume)
