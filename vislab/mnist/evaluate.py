@@ -114,7 +114,8 @@ def evaluate_checkpoint(checkpoint: str | Path, data_dir: str | None = None,
     return {
         "checkpoint": str(checkpoint),
         "model": ckpt["model_name"],
-        "epoch": ckpt.get("epoch"),
+        # epochs trained (1.5 after a 1.5-epoch run); "epoch" itself counts passes, the last maybe partial
+        "epoch": ckpt["metrics"][-1]["epoch"] if ckpt.get("metrics") else ckpt.get("epoch"),
         "n": result.n,
         "test_loss": result.loss,
         "accuracy": result.accuracy,

@@ -291,13 +291,14 @@ def train(config: TrainConfig, out_dir: str | Path, *, resume: bool = False, spl
     else:
         test = evaluate(state.model, splits.test_x.to(device), splits.test_y.to(device),
                         batch_size=config.eval_batch_size, precision=config.precision)
-    result = {"model": config.model, "epochs": state.epoch, "test_loss": test.loss, "test_accuracy": test.accuracy,
+    epochs_trained = state.metrics[-1]["epoch"] if state.metrics else 0  # 1.5 after a 1.5-epoch run
+    result = {"model": config.model, "epochs": epochs_trained, "test_loss": test.loss, "test_accuracy": test.accuracy,
               "test_correct": test.correct, "test_n": test.n, "best_val_accuracy": state.best_acc,
               "validated_on": "test" if on_test else f"last {len(val_x)} training images",
               "train_time_s": sum(m["epoch_time_s"] for m in state.metrics)}
     write_json(result, out_dir / "result.json")
     log(f"test accuracy {test.accuracy:.2f}% ({test.correct}/{test.n}), test loss {test.loss:.4f} "
-        f"(weights of epoch {state.epoch}; run folder {out_dir})")
+        f"(weights after epoch {epochs_trained:g}; run folder {out_dir})")
     return result
 
 
