@@ -4,8 +4,9 @@
 
 One iteration = forward in training mode (batch 1), the paper's loss (0.5/0.7/1.0 smooth-L1 over
 0 < gt < max_disp), backward and an Adam step. vislab runs what ``vislab stereo train`` runs on a CPU:
-the model with channels-last 3D weights and volumes, the concatenation volume built without a loop, and
-the soft-argmin regression fused band by band with an analytic backward. The reference is the model
+the model with channels-last 3D weights and volumes, the concatenation volume built without a loop, the
+soft-argmin regression fused band by band with an analytic backward, and glibc's malloc told to keep freed
+blocks (``vislab.core.memory``) instead of page-faulting fresh memory every step. The reference is the model
 written the straightforward way (``reference_forward`` of ``stereo_inference.py``: a Python loop over
 disparities, the contiguous layout, each output's full (D, H, W) volume upsampled, soft-maxed and kept for
 autograd). Both start from the same seeded, conditioned weights (``stereo_inference._random_weights``) and
@@ -47,6 +48,7 @@ def _reference_loss(outputs: list[torch.Tensor], disp: torch.Tensor, max_disp: i
 
 
 def _worker(args: argparse.Namespace) -> None:
+    from vislab.core.memory import retain_freed_memory
     from vislab.stereo.loss import OUTPUT_WEIGHTS, disparity_mask, psmnet_loss
     from vislab.stereo.models import create_model
 
@@ -55,8 +57,9 @@ def _worker(args: argparse.Namespace) -> None:
     model = create_model(args.model, max_disp=args.max_disp)
     model.load_state_dict(torch.load(args.weights, weights_only=True))
     model.train()
-    if args.worker == "vislab":
-        model.channels_last_3d_()  # as vislab.stereo.train does on a CPU
+    if args.worker == "vislab":  # as vislab.stereo.train does on a CPU
+        model.channels_last_3d_()
+        retain_freed_memory()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, betas=(0.9, 0.999))
     left, right, disp = _scene(h, w, args.max_disp)
     baseline = _rss_mb()

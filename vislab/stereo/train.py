@@ -33,6 +33,7 @@ from vislab.core.checkpoint import load_checkpoint, save_atomic, strip_prefix
 from vislab.core.device import pick_device
 from vislab.core.errors import VislabError
 from vislab.core.logging import MetricsCSV, progress, write_json
+from vislab.core.memory import retain_freed_memory
 from vislab.core.seed import get_rng_state, seed_everything, set_rng_state
 from vislab.stereo.configs import TrainConfig, lr_factor, parse_crop, resolve_config
 from vislab.stereo.curves import plot_training_curves
@@ -347,6 +348,7 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, distributed: bool) -> nn.M
     net = build_model(cfg).to(device).train()
     if device.type == "cpu":
         net.channels_last_3d_()
+        retain_freed_memory()  # 1.24x per 256x512 step: activations stop arriving as fresh, page-faulted memory
     model: nn.Module = net
     if distributed:
         if cfg.sync_bn:
