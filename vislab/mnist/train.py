@@ -3,6 +3,8 @@
 A run folder holds ``config.json`` (the resolved config), ``metrics.csv`` (one row per epoch),
 ``curves.png`` (validation loss and accuracy per epoch, as in the lab), ``last.pt`` (written atomically at
 the end of every epoch) and ``best.pt`` (highest validation accuracy), and at the end ``result.json``.
+A fractional ``epochs`` (1.5) cuts the last pass short; that partial pass is validated and saved like any
+other, and recorded as epoch 1.5.
 
 Resuming is exact: the checkpoint holds the model, optimizer, scheduler, epoch, the data-order and
 augmentation generators and the global RNG state (dropout), so on a CPU a run killed after any epoch and
