@@ -24,6 +24,7 @@ import statistics
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import torch
@@ -120,9 +121,8 @@ def _measure(name: str, threads: int | None, seed: int):
 
 
 def in_fresh_process(name: str, threads: int | None, seed: int = 0):
-    ctx = multiprocessing.get_context("spawn")
-    with ctx.Pool(1) as pool:
-        return pool.apply(_measure, (name, threads, seed))
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(_measure, name, threads, seed).result()
 
 
 def main(argv: list[str] | None = None) -> int:
