@@ -76,6 +76,13 @@ def build_scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer,
     return None
 
 
+def describe_optimizer(config: TrainConfig) -> str:
+    """``adamw lr 0.001``, or for Muon both learning rates, plus label smoothing when on."""
+    text = (f"muon lr {config.muon_lr:g} (AdamW lr {config.lr:g})" if config.optimizer == "muon"
+            else f"{config.optimizer} lr {config.lr:g}")
+    return text + (f", label smoothing {config.label_smoothing:g}" if config.label_smoothing else "")
+
+
 def total_steps(config: TrainConfig, steps_per_epoch: int) -> int:
     """Optimizer steps of the whole run; a fractional ``epochs`` cuts the last pass short."""
     return max(1, math.ceil(config.epochs * steps_per_epoch))
@@ -249,7 +256,7 @@ def train(config: TrainConfig, out_dir: str | Path, *, resume: bool = False, spl
 
     if state.epoch == 0:
         log(f"{config.model}: {count_parameters(state.model):,} parameters, {len(train_x):,} training images, "
-            f"device {device}, {config.optimizer} lr {config.lr:g} {config.schedule}, batch {config.batch_size}, "
+            f"device {device}, {describe_optimizer(config)} {config.schedule}, batch {config.batch_size}, "
             f"{config.epochs:g} epochs, augment {'on' if config.augment else 'off'}, {config.precision}")
         if on_test:
             log("validating on the TEST set each epoch (--val-size 0, as the lab does); "
