@@ -40,7 +40,8 @@ def add_parser(labs: argparse._SubParsersAction) -> None:
     p.add_argument("--label-smoothing", type=float, default=None, metavar="EPS",
                    help="train towards 1-EPS on the label and EPS/10 on every class (0: plain NLL)")
     p.add_argument("--precision", default=None, choices=("auto", "fp32", "bf16"),
-                   help="bf16: bfloat16 autocast (fast on CPUs with AVX-512 bf16 and on GPUs); auto: bf16 where fast")
+                   help="bf16: bfloat16 autocast (faster than fp32 on GPUs and some CPUs, slower on others); "
+                        "auto: bf16 where the hardware has native bf16")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--device", default=None, choices=DEVICE_CHOICES)
     p.add_argument("--out", default=None, help="run folder (default runs/mnist_MODEL)")
