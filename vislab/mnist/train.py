@@ -276,7 +276,7 @@ def train(config: TrainConfig, out_dir: str | Path, *, resume: bool = False, spl
                            precision=config.precision)
             state.epoch, last_val = epoch, val
             # the epochs trained so far: 2 for a full second pass, 1.5 when a 1.5-epoch run ends half-way
-            epochs_done = epoch if epoch <= config.epochs else config.epochs
+            epochs_done = min(epoch, config.epochs)
             row = {"epoch": epochs_done, "train_loss": train_loss, "val_loss": val.loss, "val_acc": val.accuracy,
                    "lr": lr, "train_images_per_s": ips, "epoch_time_s": time.perf_counter() - t0}
             state.metrics.append(row)
