@@ -41,7 +41,7 @@ def add_parser(labs: argparse._SubParsersAction) -> None:
                    help="train towards 1-EPS on the label and EPS/10 on every class (0: plain NLL)")
     p.add_argument("--precision", default=None, choices=("auto", "fp32", "bf16"),
                    help="bf16: bfloat16 autocast (faster than fp32 on GPUs and some CPUs, slower on others); "
-                        "auto: bf16 where the hardware has native bf16")
+                        "auto: bf16 where a short measurement finds it faster (see README)")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--device", default=None, choices=DEVICE_CHOICES)
     p.add_argument("--out", default=None, help="run folder (default runs/mnist_MODEL)")

@@ -7,8 +7,6 @@ resolved config is written to ``RUN_DIR/config.json`` and into every checkpoint.
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-import torch
-
 from vislab.core.errors import VislabError
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "muon")
@@ -77,7 +75,7 @@ class TrainConfig:
 # Default recipes (measured results in README.md). All validate on the test set each epoch
 # (val_size 0, as the lab does): the reported test accuracy is that of the LAST epoch's weights, never a
 # maximum over epochs. vgg and resnet are ~220-240 MMAC per image, so their recipes are short onecycle runs
-# in bf16 autocast ("auto": bf16 on CPUs with native bf16 support and on CUDA, fp32 elsewhere) to fit a 2-core CPU.
+# with precision "auto" (bf16 autocast where it is measured faster, see vislab/mnist/precision.py).
 RECIPES: dict[str, dict[str, Any]] = {
     "mlp": dict(epochs=40, batch_size=64, optimizer="adamw", lr=2e-3, weight_decay=1e-4, schedule="onecycle",
                 augment=True, augment_strength=0.5),
@@ -90,17 +88,6 @@ RECIPES: dict[str, dict[str, Any]] = {
     "resnet": dict(epochs=6, batch_size=128, optimizer="adamw", lr=2e-3, weight_decay=5e-2, schedule="onecycle",
                    augment=True, precision="auto"),
 }
-
-
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """Turn "auto" into "bf16" where bfloat16 autocast is native (CUDA with bf16, CPUs with AVX-512 bf16/AMX)."""
-    if precision != "auto":
-        return precision
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
-    if device.type == "cpu" and torch.backends.mkldnn.is_available():
-        return "bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32"
-    return "fp32"
 
 
 def resolve_config(model: str, overrides: dict[str, Any] | None = None) -> TrainConfig:

@@ -33,7 +33,8 @@ from vislab.core.seed import get_rng_state, seed_everything, set_rng_state
 from vislab.mnist.data import MnistSplits, augment_batch, iterate_batches, load_splits
 from vislab.mnist.evaluate import autocast_context, evaluate
 from vislab.mnist.models import count_parameters, create_model
-from vislab.mnist.recipes import TrainConfig, resolve_config, resolve_precision
+from vislab.mnist.precision import resolve_precision
+from vislab.mnist.recipes import TrainConfig, resolve_config
 
 METRIC_FIELDS = ("epoch", "train_loss", "val_loss", "val_acc", "lr", "train_images_per_s", "epoch_time_s")
 NAN_CHECK_EVERY = 25  # steps between finiteness checks of the running loss (each check is a host sync)
@@ -232,9 +233,13 @@ def train(config: TrainConfig, out_dir: str | Path, *, resume: bool = False, spl
     config.validate()
 
     device = pick_device(config.device)
-    config.precision = resolve_precision(config.precision, device)
     if device.type == "cpu":
         retain_freed_memory()
+    requested = config.precision
+    config.precision, why = resolve_precision(config.precision, device, config.model, config.model_kwargs,
+                                              config.batch_size, config.channels_last)
+    if requested == "auto":
+        log(f"precision auto -> {config.precision} ({why})")
     if splits is None:
         splits = load_splits(config.data, config.val_size)
     on_test = splits.val_x is None

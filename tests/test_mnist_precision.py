@@ -1,0 +1,72 @@
+"""``--precision auto``: the decision rule, the CPU probe (real timing, RNG untouched) and what a run records."""
+
+import json
+
+import pytest
+import torch
+
+from vislab.mnist import precision as precision_mod
+from vislab.mnist.data import MnistSplits
+from vislab.mnist.precision import faster_precision, measure_precisions, resolve_precision
+from vislab.mnist.recipes import resolve_config
+from vislab.mnist.train import train
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+CPU = torch.device("cpu")
+
+
+def refuse_to_measure(*args, **kwargs):
+    raise AssertionError("resolve_precision measured when it should not have")
+
+
+def test_bf16_must_be_clearly_faster():
+    assert faster_precision({"fp32": 1.0, "bf16": 0.5}) == "bf16"
+    assert faster_precision({"fp32": 1.0, "bf16": 0.95}) == "fp32"  # within the noise margin
+    assert faster_precision({"fp32": 1.0, "bf16": 1.6}) == "fp32"
+
+
+def test_explicit_precision_is_kept_without_measuring():
+    for p in ("fp32", "bf16"):
+        assert resolve_precision(p, CPU, "cnn", measure=refuse_to_measure)[0] == p
+
+
+def test_cpu_without_native_bf16_is_fp32_without_measuring(monkeypatch):
+    monkeypatch.setattr(precision_mod, "cpu_has_native_bf16", lambda: False)
+    assert resolve_precision("auto", CPU, "vgg", measure=refuse_to_measure) == ("fp32", "this CPU has no native bf16")
+
+
+@pytest.mark.parametrize("bf16_seconds, expected", [(0.4, "bf16"), (0.7, "fp32")])
+def test_cpu_with_native_bf16_follows_the_measurement(monkeypatch, bf16_seconds, expected):
+    monkeypatch.setattr(precision_mod, "cpu_has_native_bf16", lambda: True)
+    calls = []
+
+    def fake_measure(name, kwargs, batch_size, device, channels_last=True):
+        calls.append((name, batch_size))
+        return {"fp32": 0.6, "bf16": bf16_seconds}
+
+    chosen, why = resolve_precision("auto", CPU, "resnet", batch_size=32, measure=fake_measure)
+    assert chosen == expected and calls == [("resnet", 32)]
+    assert "bf16 400 ms" in why or "bf16 700 ms" in why
+
+
+def test_probe_times_both_precisions_and_leaves_the_rng_alone():
+    torch.manual_seed(123)
+    expected_next = torch.rand(4)
+    torch.manual_seed(123)
+    seconds = measure_precisions("mlp", {}, 16, CPU)
+    assert set(seconds) == {"fp32", "bf16"} and all(0 < s < 5 for s in seconds.values())
+    assert torch.equal(torch.rand(4), expected_next)
+
+
+def test_run_records_the_resolved_precision(tmp_path, mnist_dir, monkeypatch):
+    from vislab.mnist.data import load_splits
+
+    full = load_splits(mnist_dir, val_size=0)
+    small = MnistSplits(full.train_x[:300], full.train_y[:300], None, None, full.test_x[:100], full.test_y[:100])
+    monkeypatch.setattr(precision_mod, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(precision_mod, "measure_precisions", lambda *a, **k: {"fp32": 1.0, "bf16": 0.5})
+    lines: list[str] = []
+    config = resolve_config("mlp", {"epochs": 1, "batch_size": 100, "device": "cpu", "precision": "auto"})
+    train(config, tmp_path / "run", splits=small, log=lines.append)
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["precision"] == "bf16"
+    assert any(line.startswith("precision auto -> bf16 (measured training step") for line in lines)
