@@ -78,6 +78,20 @@ def test_eval_json_and_confusion_matrix(trained, small_data, tmp_path, capsys):
     assert "accuracy" in capsys.readouterr().out
 
 
+def test_eval_needs_only_the_test_files(trained, small_data, tmp_path, capsys):
+    import shutil
+
+    test_only = tmp_path / "test_only"
+    test_only.mkdir()
+    for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+        shutil.copy(small_data / name, test_only / name)
+    (test_only / "train-labels-idx1-ubyte.gz").write_bytes(b"corrupt")  # never read by eval
+    report = tmp_path / "r.json"
+    assert main(["mnist", "eval", str(trained / "last.pt"), "--data", str(test_only), "--json", str(report)]) == 0
+    assert json.loads((tmp_path / "r.json").read_text())["n"] == 500
+    capsys.readouterr()
+
+
 def test_eval_rejects_a_stereo_checkpoint(tmp_path, capsys):
     save_atomic({"task": "stereo", "model": {"w": torch.zeros(1)}, "max_disp": 192}, tmp_path / "psmnet.pt")
     assert main(["mnist", "eval", str(tmp_path / "psmnet.pt")]) == 2
@@ -111,6 +125,18 @@ def test_summary_prints_lab_table(capsys):
     assert main(["mnist", "summary", "--model", "vgg"]) == 0
     out = capsys.readouterr().out
     assert "(1, 64, 30, 30)" in out and "(1, 512, 1, 1)" in out and "total parameters: 9,281,738" in out
+    for bad in ("0", "-3"):
+        assert main(["mnist", "summary", "--model", "cnn", "--batch-size", bad]) == 2
+        assert "--batch-size must be at least 1" in capsys.readouterr().err
+
+
+def test_checkpoint_with_foreign_model_kwargs_is_one_line_error(trained, tmp_path, capsys):
+    ckpt = torch.load(trained / "last.pt", weights_only=True)
+    ckpt["model_kwargs"] = {"width": 3}
+    save_atomic(ckpt, tmp_path / "odd.pt")
+    assert main(["mnist", "eval", str(tmp_path / "odd.pt")]) == 2
+    err = capsys.readouterr().err
+    assert "weights do not fit model 'cnn'" in err and err.count("\n") == 1
 
 
 def test_output_piped_into_a_reader_that_stops_is_not_a_traceback():

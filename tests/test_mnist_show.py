@@ -29,3 +29,7 @@ def test_show_reads_another_copy_and_reports_bad_input(tmp_path, capsys, mnist_d
     err = capsys.readouterr().err
     assert err.startswith("error: MNIST data folder not found") and err.count("\n") == 1
     assert not (tmp_path / "x.png").exists()
+    assert main(["mnist", "show", "--n", "1", "--out", str(tmp_path / "grid.jpgx")]) == 2
+    assert "cannot write" in capsys.readouterr().err
+    assert main(["mnist", "show", "--n", "1", "--out", str(tmp_path / "grid")]) == 0
+    assert f"wrote {tmp_path / 'grid.png'} " in capsys.readouterr().out and (tmp_path / "grid.png").is_file()

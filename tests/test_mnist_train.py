@@ -58,6 +58,8 @@ def test_recipes_resolve_and_flags_override():
     assert cfg.epochs == 7 and cfg.lr == RECIPES["cnn"]["lr"] and cfg.augment
     with pytest.raises(VislabError, match="unknown optimizer"):
         resolve_config("cnn", {"optimizer": "lbfgs"})
+    with pytest.raises(VislabError, match="--augment-strength must be 0 or more"):
+        resolve_config("mlp", {"augment_strength": -1.0})
     with pytest.raises(VislabError, match="--batch-size must be at least 1"):
         resolve_config("cnn", {"batch_size": 0})
 

@@ -117,6 +117,8 @@ def test_psmnet_predict_fn_matches_model_infer(tiny_ckpt):
 def test_parse_dataset_options():
     assert parse_dataset_options(["resolution=H", "nonocc=true", "subsets=driving,monkaa", "seed=3"]) == {
         "resolution": "H", "nonocc": True, "subsets": "driving,monkaa", "seed": 3}
+    assert parse_dataset_options(["seed=1", "seed2=0", "occ=no"]) == {"seed": 1, "seed2": 0, "occ": False}
+    assert type(parse_dataset_options(["seed=1"])["seed"]) is int  # not True
     with pytest.raises(VislabError, match="KEY=VALUE"):
         parse_dataset_options(["resolution"])
 
@@ -188,6 +190,16 @@ def test_cli_eval_errors(tmp_path, capsys):
     assert "unknown dataset" in capsys.readouterr().err
     assert main(["stereo", "eval", "--dataset", "kitti2015", "--method", "sgbm"]) == 2
     assert "needs --root" in capsys.readouterr().err
+    synthetic = ["stereo", "eval", "--dataset", "synthetic", "--dataset-opt", "size=1", "--dataset-opt", "height=16",
+                 "--dataset-opt", "width=32", "--dataset-opt", "max_disp=8"]
+    for flags, message in ((["--method", "sgbm", "--max-disp", "-16"], "--max-disp must be positive"),
+                           (["--method", "sgbm", "--weights", str(tmp_path / "x.pt")], "cannot be combined"),
+                           (["--method", "sgbm", "--limit", "0"], "--limit must be at least 1"),
+                           (["--method", "sgbm", "--json", str(tmp_path)], "is a directory")):
+        assert main([*synthetic, *flags]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, err
+    assert not list(tmp_path.glob(".*.tmp"))  # the refused --json left no temp file behind
 
 
 # ------------------------------------------------------------------------------------------------ CLI: predict
@@ -263,6 +275,12 @@ def test_cli_predict_errors(crops, tmp_path, capsys, stereo_samples):
     assert main(["stereo", "predict", str(left), str(right), "--method", "sgbm", "--calib", str(full_calib),
                  "--out", str(tmp_path)]) == 2
     assert "741x497" in capsys.readouterr().err
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    assert main(["stereo", "predict", str(left), str(right), "--method", "sgbm", "--out", str(a_file)]) == 2
+    assert "is a file, not a folder" in capsys.readouterr().err
+    assert main(["stereo", "predict", str(tmp_path), str(right), "--method", "sgbm", "--out", str(tmp_path)]) == 2
+    assert "is a folder, not a file" in capsys.readouterr().err
 
 
 def test_cli_predict_bundled_example_with_its_calibration_and_ground_truth(tmp_path, capsys):

@@ -58,6 +58,7 @@ def test_pfm_roundtrip(tmp_path, little, shape):
     (b"Pf\ntwo two\n-1.0\n", "bad PFM header"),
     (b"Pf\n2 2\nabc\n", "bad PFM header"),
     (b"Pf\n2 2\n-1.0\n" + struct.pack("<3f", 1, 2, 3), "truncated PFM"),
+    (b"Pf\n2 2\n-1.0\n" + struct.pack("<3f", 1, 2, 3) + b"\x00\x00", "truncated PFM"),  # cut mid-float
 ])
 def test_pfm_malformed(tmp_path, content, message):
     path = tmp_path / "bad.pfm"
@@ -70,6 +71,8 @@ def test_pfm_malformed(tmp_path, content, message):
 def test_pfm_missing(tmp_path):
     with pytest.raises(VislabError, match="not found"):
         read_pfm(tmp_path / "nope.pfm")
+    with pytest.raises(VislabError, match="is a folder, not a file"):
+        read_pfm(tmp_path)
 
 
 def test_real_pfms(stereo_samples):

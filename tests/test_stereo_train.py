@@ -113,6 +113,9 @@ def test_export_command_writes_fp16_weights_with_the_given_range(tmp_path, base_
     assert info["max_disp"] == 64 and model.max_disp == 64
     assert dst.stat().st_size < 0.6 * (base_run / "last.pt").stat().st_size
     assert train_module.main(["export", str(tmp_path / "missing.pt"), str(dst)]) == 2
+    # a range no model can be built with is refused before anything is written
+    assert train_module.main(["export", str(base_run / "last.pt"), str(tmp_path / "odd.pt"), "--max-disp", "30"]) == 2
+    assert not (tmp_path / "odd.pt").exists()
 
 
 def test_non_finite_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):

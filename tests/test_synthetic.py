@@ -125,7 +125,10 @@ def test_synth_writes_a_tree_the_sceneflow_reader_loads(tmp_path):
     ds = create_dataset("sceneflow", root=tmp_path / "synth")
     assert len(ds) == 2
     s = ds[0]
-    expected = render_scene((3, 1, 0), 40, 64, 16)
+    expected = render_scene((3, 2, 0), 40, 64, 16)
     assert s["left"].shape == (3, 40, 64)
     np.testing.assert_allclose(s["disp"].numpy(), expected["disp"], atol=1e-5)
+    # written scenes are never the held-out evaluation scenes of the same seed and size
+    held_out = create_dataset("synthetic", root=None, split="testing", size=2, height=40, width=64, max_disp=16, seed=3)
+    assert not any(torch.equal(held_out[i]["disp"], ds[j]["disp"]) for i in range(2) for j in range(2))
     np.testing.assert_allclose(s["left"].numpy().transpose(1, 2, 0), expected["left"], atol=1 / 255 + 1e-6)

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from vislab.core.errors import VislabError
+from vislab.core.errors import VislabError, require_file
 
 
 def _umask() -> int:
@@ -62,8 +62,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     checkpoint, or holds something other than a dict.
     """
     path = Path(path)
-    if not path.is_file():
-        raise VislabError(f"checkpoint not found: {path}")
+    require_file(path, "checkpoint")
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
     # A short non-checkpoint file can also trip the legacy unpickler into KeyError/IndexError/TypeError.

@@ -59,13 +59,35 @@ def read_metrics_csv(path: str | os.PathLike) -> list[dict[str, float]]:
         return [{k: float(v) for k, v in r.items() if v != ""} for r in csv.DictReader(f)]
 
 
-def write_json(obj: Any, path: str | os.PathLike) -> Path:
-    """Write ``obj`` as indented JSON (atomically: temp file + rename)."""
+def make_output_dir(path: str | os.PathLike, what: str = "output folder") -> Path:
+    """Create the folder ``path`` (and its parents); an existing file or an unwritable place is a VislabError."""
+    from vislab.core.errors import VislabError
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists() and not path.is_dir():
+        raise VislabError(f"{what} {path} is a file, not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise VislabError(f"cannot create {what} {path}: {exc.strerror or exc}") from None
+    return path
+
+
+def write_json(obj: Any, path: str | os.PathLike) -> Path:
+    """Write ``obj`` as indented JSON (atomically: temp file + rename); an unwritable path is a VislabError."""
+    from vislab.core.errors import VislabError
+
+    path = Path(path)
+    if path.is_dir():
+        raise VislabError(f"cannot write {path}: it is a directory (give a file name)")
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=_json_default) + "\n")
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps(obj, indent=2, default=_json_default) + "\n")
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise VislabError(f"cannot write {path}: {exc.strerror or exc}") from None
     return path
 
 
@@ -84,11 +106,15 @@ def save_figure(fig: Any, path: str | os.PathLike) -> Path:
     from vislab.core.errors import VislabError
 
     path = Path(path)
+    if not path.suffix:  # matplotlib would write NAME.png; return the name actually written
+        path = path.with_name(path.name + ".png")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, dpi=100)
     except OSError as exc:
         raise VislabError(f"cannot write {path}: {exc.strerror or exc}") from None
+    except ValueError as exc:  # matplotlib: an image format it does not know (the file suffix)
+        raise VislabError(f"cannot write {path}: {exc}") from None
     finally:
         pyplot().close(fig)
     return path

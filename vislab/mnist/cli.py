@@ -80,7 +80,7 @@ def add_parser(labs: argparse._SubParsersAction) -> None:
     p.add_argument("dest")
     p.add_argument("--mirror", action="append", default=None, metavar="URL",
                    help="base URL to try (repeatable; default: the known mirrors)")
-    p.add_argument("--checksums", default=None, metavar="JSON", help="JSON file of expected MD5s per file name")
+    p.add_argument("--checksums", default=None, metavar="FILE", help="JSON file of expected MD5s per file name")
     p.add_argument("--retries", type=int, default=3)
     p.add_argument("--timeout", type=float, default=30)
     p.set_defaults(func=_lazy("vislab.mnist.download:run_download"))

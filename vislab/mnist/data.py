@@ -5,7 +5,8 @@ taken by indexing it, which on MNIST is far faster than a per-sample ``DataLoade
 choice (shuffling, augmentation) comes from an explicit ``torch.Generator`` so that a run can be
 reproduced, and resumed by saving and restoring the generator state.
 
-The bundled copy lives in ``<repo>/data/mnist``; ``VISLAB_MNIST_DIR`` or ``--data DIR`` point elsewhere.
+The bundled copy lives in ``<repo>/data/mnist`` (wheels install it under ``<prefix>/share/vislab/mnist``);
+``VISLAB_MNIST_DIR`` or ``--data DIR`` point elsewhere.
 Folder layout (each file either gzip-compressed with ``.gz`` or raw without it)::
 
     DIR/
@@ -20,6 +21,7 @@ from __future__ import annotations
 import gzip
 import math
 import os
+import sys
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -46,11 +48,14 @@ _DOWNLOAD_HINT = "pass --data DIR or fetch a copy with `vislab mnist download DI
 
 
 def default_data_dir() -> Path:
-    """``$VISLAB_MNIST_DIR`` if set, else the copy shipped in ``<repo root>/data/mnist``."""
+    """``$VISLAB_MNIST_DIR`` if set, else the bundled copy: ``<repo root>/data/mnist`` in a source checkout or
+    editable install, ``<prefix>/share/vislab/mnist`` where a wheel installed it."""
     env = os.environ.get("VISLAB_MNIST_DIR")
     if env:
         return Path(env).expanduser()
-    return Path(__file__).resolve().parents[2] / "data" / "mnist"
+    checkout = Path(__file__).resolve().parents[2] / "data" / "mnist"
+    installed = Path(sys.prefix) / "share" / "vislab" / "mnist"
+    return installed if not checkout.is_dir() and installed.is_dir() else checkout
 
 
 def read_idx(path: str | Path) -> np.ndarray:

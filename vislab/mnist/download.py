@@ -27,7 +27,7 @@ from pathlib import Path
 from vislab import __version__
 from vislab.core.checkpoint import make_public
 from vislab.core.errors import VislabError
-from vislab.core.logging import progress
+from vislab.core.logging import make_output_dir, progress
 from vislab.mnist.data import SPLIT_FILES, load_mnist, read_idx
 
 # yann.lecun.com, the original host, now answers 403; these two mirrors serve the identical files.
@@ -79,10 +79,7 @@ def download_mnist(dest: str | Path, mirrors: Sequence[str] | None = None, check
         table[name] = md5.lower()
     mirrors = list(mirrors) if mirrors else list(DEFAULT_MIRRORS)
     dest = Path(dest)
-    try:
-        dest.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise VislabError(f"cannot create download folder {dest}: {exc.strerror or exc}") from None
+    make_output_dir(dest, "download folder")
 
     done = []
     for name, md5 in table.items():

@@ -102,15 +102,15 @@ def evaluate_checkpoint(checkpoint: str | Path, data_dir: str | None = None,
                         device_name: str = "auto") -> dict[str, Any]:
     """Test-set loss, accuracy, per-class accuracy and confusion matrix of a vislab MNIST checkpoint."""
     from vislab.core.device import pick_device
-    from vislab.mnist.data import load_splits
+    from vislab.mnist.data import load_mnist, normalize
     from vislab.mnist.models import load_mnist_model
 
     device = pick_device(device_name)
     model, ckpt = load_mnist_model(checkpoint, device)
-    splits = load_splits(data_dir, val_size=0)
+    test_images, test_y = load_mnist(data_dir, "test")  # the training files are not needed (nor read)
     precision = ckpt.get("config", {}).get("precision", "fp32")
-    result = evaluate(model, splits.test_x.to(device), splits.test_y.to(device), precision=precision)
-    cm = confusion_matrix(splits.test_y, result.predictions)
+    result = evaluate(model, normalize(test_images).to(device), test_y.to(device), precision=precision)
+    cm = confusion_matrix(test_y, result.predictions)
     return {
         "checkpoint": str(checkpoint),
         "model": ckpt["model_name"],

@@ -263,8 +263,8 @@ def load_mnist_model(path: str | os.PathLike, device: torch.device | str = "cpu"
     missing = [k for k in CHECKPOINT_KEYS if k not in ckpt]
     if missing:
         raise VislabError(f"{path} is not a complete vislab MNIST checkpoint: missing {', '.join(missing)}")
-    model = create_model(ckpt["model_name"], **dict(ckpt["model_kwargs"]))
     try:
+        model = create_model(ckpt["model_name"], **dict(ckpt["model_kwargs"]))
         model.load_state_dict(ckpt["model"])
     except (RuntimeError, TypeError, AttributeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

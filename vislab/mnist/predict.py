@@ -8,7 +8,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from vislab.core.device import pick_device
-from vislab.core.errors import VislabError
+from vislab.core.errors import VislabError, require_file
 from vislab.mnist.data import MEAN, STD, preprocess_digit_image
 from vislab.mnist.models import load_mnist_model
 
@@ -23,12 +23,11 @@ class Prediction:
 def read_digit_image(path: str | Path) -> torch.Tensor:
     """An image file as a normalised (1, 28, 28) MNIST-like tensor; VislabError naming the file if unreadable."""
     path = Path(path)
+    require_file(path, "image")
     try:
         with Image.open(path) as img:
             img.load()
             x = preprocess_digit_image(img)
-    except FileNotFoundError:
-        raise VislabError(f"image not found: {path}") from None
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
         raise VislabError(f"cannot read image {path}: {type(exc).__name__}: {exc}") from None
     except VislabError as exc:

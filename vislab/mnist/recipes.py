@@ -57,6 +57,8 @@ class TrainConfig:
             raise VislabError(f"--lr must be positive, got {self.lr}")
         if not self.muon_lr > 0:
             raise VislabError(f"--muon-lr must be positive, got {self.muon_lr}")
+        if self.augment_strength < 0:
+            raise VislabError(f"--augment-strength must be 0 or more, got {self.augment_strength}")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise VislabError(f"--label-smoothing must be in [0, 1), got {self.label_smoothing}")
         if self.val_size < 0:

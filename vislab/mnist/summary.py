@@ -6,6 +6,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from vislab.core.errors import VislabError
 from vislab.mnist.models import ResBlock, count_parameters, create_model
 
 
@@ -67,6 +68,8 @@ def format_summary(model_name: str, model: nn.Module, rows: list[LayerRow], batc
 
 def run_summary(args: argparse.Namespace) -> int:
     """``vislab mnist summary --model NAME``."""
+    if args.batch_size < 1:
+        raise VislabError(f"--batch-size must be at least 1, got {args.batch_size}")
     model = create_model(args.model)
     print(format_summary(args.model, model, summarize(model, args.batch_size), args.batch_size))
     return 0

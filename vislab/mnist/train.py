@@ -26,7 +26,7 @@ from vislab import __version__
 from vislab.core.checkpoint import load_checkpoint, save_atomic
 from vislab.core.device import pick_device
 from vislab.core.errors import VislabError
-from vislab.core.logging import MetricsCSV, plot_curves, progress, write_json
+from vislab.core.logging import MetricsCSV, make_output_dir, plot_curves, progress, write_json
 from vislab.core.memory import retain_freed_memory
 from vislab.core.optim import MuonAdamW, muon_param_groups
 from vislab.core.seed import get_rng_state, seed_everything, set_rng_state
@@ -249,7 +249,7 @@ def train(config: TrainConfig, out_dir: str | Path, *, resume: bool = False, spl
     steps_per_epoch = math.ceil(len(train_x) / config.batch_size)
 
     state = init_state(config, device, steps_per_epoch)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    make_output_dir(out_dir, "run folder")
     metrics_csv = MetricsCSV(out_dir / "metrics.csv", METRIC_FIELDS)
     if ckpt is not None:
         restore_state(state, ckpt)

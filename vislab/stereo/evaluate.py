@@ -79,8 +79,8 @@ def parse_dataset_options(items: list[str] | None) -> dict[str, Any]:
         if not sep or not key:
             raise VislabError(f"--dataset-opt expects KEY=VALUE, got {item!r}")
         low = value.lower()
-        if low in ("true", "yes", "1", "false", "no", "0"):
-            out[key] = low in ("true", "yes", "1")
+        if low in ("true", "yes", "false", "no"):  # not "1"/"0": seed=1 must stay the integer 1
+            out[key] = low in ("true", "yes")
         else:
             try:
                 out[key] = int(value)
@@ -94,10 +94,21 @@ def build_predictor(args: argparse.Namespace) -> tuple[PredictFn, dict[str, Any]
     if getattr(args, "method", "psmnet") == "sgbm":
         from vislab.stereo.sgbm import SGBM_PARAMS, sgbm_predict_fn
 
-        max_disp = args.max_disp or DEFAULT_MAX_DISP
+        max_disp = sgbm_max_disp(args)
         return sgbm_predict_fn(max_disp), {"method": "sgbm", "max_disp": max_disp, **SGBM_PARAMS}
     model, info, device = load_model(args)
     return psmnet_predict_fn(model, device), {"method": "psmnet", **info, "device": str(device)}
+
+
+def sgbm_max_disp(args: argparse.Namespace) -> int:
+    """``--max-disp`` for ``--method sgbm`` (default 192), refusing flags that only apply to PSMNet."""
+    if getattr(args, "weights", None) is not None:
+        raise VislabError("--weights selects a PSMNet checkpoint; it cannot be combined with --method sgbm")
+    if args.max_disp is None:
+        return DEFAULT_MAX_DISP
+    if args.max_disp <= 0:
+        raise VislabError(f"--max-disp must be positive, got {args.max_disp}")
+    return args.max_disp
 
 
 def load_model(args: argparse.Namespace) -> tuple[torch.nn.Module, dict[str, Any], torch.device]:
@@ -151,6 +162,8 @@ def _json_safe(obj: Any) -> Any:
 def run_eval(args: argparse.Namespace) -> int:
     """``vislab stereo eval``: print a per-image and overall table; ``--json`` also writes the numbers."""
     options = parse_dataset_options(getattr(args, "dataset_opt", None))
+    if args.limit is not None and args.limit < 1:
+        raise VislabError(f"--limit must be at least 1, got {args.limit}")
     if args.root is None and args.dataset != "synthetic":
         raise VislabError(f"dataset {args.dataset!r} needs --root DIR")
     split = default_eval_split(args.dataset, getattr(args, "split", None))

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from vislab.core.errors import VislabError
+from vislab.core.errors import VislabError, require_file
 
 PathLike = str | os.PathLike
 
@@ -21,8 +21,7 @@ PathLike = str | os.PathLike
 
 def _read_png(path: Path, what: str, decode):
     """Open ``path`` with PIL and return ``decode(image)``; a missing or unreadable file is a VislabError."""
-    if not path.is_file():
-        raise VislabError(f"{what} not found: {path}")
+    require_file(path, what)
     try:
         with Image.open(path) as im:
             im.load()
@@ -66,8 +65,7 @@ def read_pfm(path: PathLike) -> np.ndarray:
     order (negative = little endian). Rows are stored bottom to top, so they are flipped on reading.
     """
     path = Path(path)
-    if not path.is_file():
-        raise VislabError(f"PFM file not found: {path}")
+    require_file(path, "PFM file")
     with path.open("rb") as f:
         try:
             kind = f.readline().strip()
@@ -91,7 +89,8 @@ def read_pfm(path: PathLike) -> np.ndarray:
         channels = 3 if kind == b"PF" else 1
         dtype = np.dtype("<f4") if scale < 0 else np.dtype(">f4")
         count = width * height * channels
-        data = np.frombuffer(f.read(count * 4), dtype=dtype)
+        raw = f.read(count * 4)
+        data = np.frombuffer(raw[: len(raw) // 4 * 4], dtype=dtype)  # a cut mid-float is truncated too
     if data.size != count:
         raise VislabError(f"truncated PFM {path}: expected {count} floats for {width}x{height}x{channels}, "
                           f"found {data.size}")
@@ -177,8 +176,7 @@ _CALIB_REQUIRED = ("cam0", "cam1", "doffs", "baseline", "width", "height", "ndis
 def read_calib(path: PathLike) -> StereoCalibration:
     """Read a Middlebury 2014 / ETH3D ``calib.txt`` (``key=value`` lines; cam matrices as ``[a b c; d e f; g h i]``)."""
     path = Path(path)
-    if not path.is_file():
-        raise VislabError(f"calibration file not found: {path}")
+    require_file(path, "calibration file")
     values: dict[str, object] = {}
     try:
         text = path.read_text()

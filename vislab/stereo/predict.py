@@ -11,7 +11,8 @@ import numpy as np
 import torch
 
 from vislab.core.errors import VislabError
-from vislab.stereo.evaluate import DEFAULT_MAX_DISP, load_model
+from vislab.core.logging import make_output_dir
+from vislab.stereo.evaluate import load_model, sgbm_max_disp
 from vislab.stereo.geometry import depth_to_points, discontinuity_mask, disparity_to_depth, write_ply
 from vislab.stereo.io import read_calib, read_image, write_image, write_kitti_disparity, write_pfm
 from vislab.stereo.metrics import stereo_metrics
@@ -53,7 +54,7 @@ def predict_pair(left: np.ndarray, right: np.ndarray, args: argparse.Namespace
     if args.method == "sgbm":
         from vislab.stereo.sgbm import sgbm_disparity
 
-        max_disp = args.max_disp or DEFAULT_MAX_DISP
+        max_disp = sgbm_max_disp(args)
         return sgbm_disparity(left, right, max_disp), None, {"method": "sgbm", "max_disp": max_disp}
     model, info, device = load_model(args)
 
@@ -118,8 +119,7 @@ def run_predict(args: argparse.Namespace) -> int:
     disp, conf, info = predict_pair(left, right, args)
     seconds = time.perf_counter() - start
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = make_output_dir(args.out)
     stem = Path(args.left).stem
     written = [
         write_image(out / f"{stem}_disp.png", colorize_disparity(disp)),

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from vislab.core.errors import VislabError
-from vislab.core.logging import progress
+from vislab.core.logging import make_output_dir, progress
 from vislab.stereo.datasets import StereoDataset, create_dataset
 from vislab.stereo.evaluate import PredictFn, build_predictor
 from vislab.stereo.io import write_kitti_disparity
@@ -30,7 +30,7 @@ def write_submission(predict_fn: PredictFn, dataset: StereoDataset, out: str | P
     if out.suffix == ".zip":
         raise VislabError(f"--out is the submission folder; the zip is written next to it (got {out})")
     disp_dir = out / "disp_0"
-    disp_dir.mkdir(parents=True, exist_ok=True)
+    make_output_dir(disp_dir)
     acc = MetricAccumulator(max_disp) if dataset.has_disparity else None
     files = []
     for i in progress(range(len(dataset)), desc="predicting", total=len(dataset)):

@@ -32,7 +32,7 @@ from vislab.core import distributed as dist_utils
 from vislab.core.checkpoint import load_checkpoint, save_atomic, strip_prefix
 from vislab.core.device import pick_device
 from vislab.core.errors import VislabError
-from vislab.core.logging import MetricsCSV, progress, write_json
+from vislab.core.logging import MetricsCSV, make_output_dir, progress, write_json
 from vislab.core.memory import retain_freed_memory
 from vislab.core.seed import get_rng_state, seed_everything, set_rng_state
 from vislab.stereo.configs import TrainConfig, lr_factor, parse_crop, resolve_config
@@ -313,6 +313,8 @@ def fp16_weights(ckpt: dict[str, Any], max_disp: int | None = None) -> dict[str,
 
 def export_weights(src: str | Path, dst: str | Path, max_disp: int | None = None) -> Path:
     """Write the fp16 weights of checkpoint ``src`` to ``dst`` (e.g. the shipped psmnet_default.pt)."""
+    if max_disp is not None and (max_disp <= 0 or max_disp % 4):
+        raise VislabError(f"--max-disp must be a positive multiple of 4, got {max_disp}")
     ckpt = load_checkpoint(src)
     if "model" not in ckpt or "model_config" not in ckpt:
         raise VislabError(f"{src} is not a vislab stereo checkpoint (no model/model_config)")
@@ -369,7 +371,7 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, distributed: bool) -> nn.M
     if main:
         from torch.utils.tensorboard import SummaryWriter
 
-        out.mkdir(parents=True, exist_ok=True)
+        make_output_dir(out, "run folder")
         write_json(cfg.to_dict(), out / "config.json")
         run.csv = MetricsCSV(out / "metrics.csv", CSV_FIELDS)
         if resume:  # drop log rows written after the checkpoint we resume from

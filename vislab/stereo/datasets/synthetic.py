@@ -372,12 +372,15 @@ class SyntheticStereo(StereoDataset):
 def write_sceneflow_tree(out: str | os.PathLike, n: int, height: int, width: int, max_disp: int, seed: int = 0,
                          split: str = "TRAIN", progress: bool = True) -> Path:
     """Write ``n`` scenes as ``flyingthings3d/{frames_cleanpass,disparity}/SPLIT/A/NNNN/{left,right}/0000.*``."""
+    from vislab.core.logging import make_output_dir
     from vislab.core.logging import progress as bar
     from vislab.stereo.io import write_image, write_pfm
 
-    root = Path(out) / "flyingthings3d"
+    root = make_output_dir(Path(out) / "flyingthings3d")
     for i in bar(range(n), desc="synth", total=n, enabled=progress):
-        scene = render_scene((seed, 1, i), height, width, max_disp)
+        # Stream 2: never the held-out scenes of ``--dataset synthetic`` (stream 1), which written files
+        # would otherwise duplicate whenever the sizes match -- a test set leaking into training data.
+        scene = render_scene((seed, 2, i), height, width, max_disp)
         seq = f"{i:04d}"
         for view, disp_key in (("left", "disp"), ("right", "disp_right")):
             img = np.round(scene[view] * 255).astype(np.uint8)
