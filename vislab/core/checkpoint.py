@@ -68,7 +68,9 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     # A short non-checkpoint file can also trip the legacy unpickler into KeyError/IndexError/TypeError.
     except (pickle.UnpicklingError, zipfile.BadZipFile, EOFError, RuntimeError, ValueError, OSError,
             KeyError, IndexError, TypeError) as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        text = str(exc).strip()
+        # KeyError(105) alone says nothing: name the exception type with its first line
+        first_line = f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
         raise VislabError(f"cannot read checkpoint {path}: not a valid PyTorch checkpoint ({first_line})") from exc
     if not isinstance(obj, dict):
         raise VislabError(f"cannot read checkpoint {path}: expected a dict, found {type(obj).__name__}")
