@@ -195,7 +195,7 @@ def test_cli_eval_errors(tmp_path, capsys):
     for flags, message in ((["--method", "sgbm", "--max-disp", "-16"], "--max-disp must be positive"),
                            (["--method", "sgbm", "--weights", str(tmp_path / "x.pt")], "cannot be combined"),
                            (["--method", "sgbm", "--limit", "0"], "--limit must be at least 1"),
-                           (["--method", "sgbm", "--json", str(tmp_path)], "is a directory")):
+                           (["--method", "sgbm", "--json", str(tmp_path)], "is a folder")):
         assert main([*synthetic, *flags]) == 2
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1, err

@@ -79,7 +79,7 @@ def write_json(obj: Any, path: str | os.PathLike) -> Path:
 
     path = Path(path)
     if path.is_dir():
-        raise VislabError(f"cannot write {path}: it is a directory (give a file name)")
+        raise VislabError(f"cannot write {path}: it is a folder (give a file name)")
     tmp = path.with_name(f".{path.name}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
