@@ -90,6 +90,10 @@ def test_eval_needs_only_the_test_files(trained, small_data, tmp_path, capsys):
     assert main(["mnist", "eval", str(trained / "last.pt"), "--data", str(test_only), "--json", str(report)]) == 0
     assert json.loads((tmp_path / "r.json").read_text())["n"] == 500
     capsys.readouterr()
+    # without --json the confusion matrix goes beside the checkpoint, not into the current folder
+    assert main(["mnist", "eval", str(trained / "last.pt"), "--data", str(test_only)]) == 0
+    assert f"wrote {trained / 'last_confusion.png'}" in capsys.readouterr().out
+    assert (trained / "last_confusion.png").is_file()
 
 
 def test_eval_rejects_a_stereo_checkpoint(tmp_path, capsys):

@@ -137,7 +137,9 @@ def run_eval(args: argparse.Namespace) -> int:
         json_path = Path(args.json)
         png_path = json_path.with_suffix(".png") if json_path.suffix == ".json" else Path(f"{json_path}.png")
     else:
-        json_path, png_path = None, Path("confusion_matrix.png")
+        # beside the checkpoint (runs/x/last.pt -> runs/x/last_confusion.png), not littering the current folder
+        checkpoint = Path(args.checkpoint)
+        json_path, png_path = None, checkpoint.with_name(f"{checkpoint.stem}_confusion.png")
     report["confusion_png"] = str(png_path)
     plot_confusion(torch.tensor(report["confusion_matrix"]), png_path,
                    title=f"{report['model']}: {report['accuracy']:.2f}% on {report['n']} test images")
