@@ -25,14 +25,16 @@ def test_bf16_must_be_clearly_faster():
     assert faster_precision({"fp32": 1.0, "bf16": 1.6}) == "fp32"
 
 
-def test_explicit_precision_is_kept_without_measuring():
+def test_explicit_precision_is_kept_without_measuring(monkeypatch):
+    monkeypatch.setattr(precision_mod, "measure_precisions", refuse_to_measure)
     for p in ("fp32", "bf16"):
-        assert resolve_precision(p, CPU, "cnn", measure=refuse_to_measure)[0] == p
+        assert resolve_precision(p, CPU, "cnn")[0] == p
 
 
 def test_cpu_without_native_bf16_is_fp32_without_measuring(monkeypatch):
     monkeypatch.setattr(precision_mod, "cpu_has_native_bf16", lambda: False)
-    assert resolve_precision("auto", CPU, "vgg", measure=refuse_to_measure) == ("fp32", "this CPU has no native bf16")
+    monkeypatch.setattr(precision_mod, "measure_precisions", refuse_to_measure)
+    assert resolve_precision("auto", CPU, "vgg") == ("fp32", "this CPU has no native bf16")
 
 
 @pytest.mark.parametrize("bf16_seconds, expected", [(0.4, "bf16"), (0.7, "fp32")])
@@ -44,7 +46,8 @@ def test_cpu_with_native_bf16_follows_the_measurement(monkeypatch, bf16_seconds,
         calls.append((name, batch_size))
         return {"fp32": 0.6, "bf16": bf16_seconds}
 
-    chosen, why = resolve_precision("auto", CPU, "resnet", batch_size=32, measure=fake_measure)
+    monkeypatch.setattr(precision_mod, "measure_precisions", fake_measure)
+    chosen, why = resolve_precision("auto", CPU, "resnet", batch_size=32)
     assert chosen == expected and calls == [("resnet", 32)]
     assert "bf16 400 ms" in why or "bf16 700 ms" in why
 

@@ -11,6 +11,8 @@ from typing import Any, TypeVar
 
 from tqdm.auto import tqdm
 
+from vislab.core.errors import VislabError
+
 T = TypeVar("T")
 
 
@@ -61,8 +63,6 @@ def read_metrics_csv(path: str | os.PathLike) -> list[dict[str, float]]:
 
 def make_output_dir(path: str | os.PathLike, what: str = "output folder") -> Path:
     """Create the folder ``path`` (and its parents); an existing file or an unwritable place is a VislabError."""
-    from vislab.core.errors import VislabError
-
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise VislabError(f"{what} {path} is a file, not a folder")
@@ -75,8 +75,6 @@ def make_output_dir(path: str | os.PathLike, what: str = "output folder") -> Pat
 
 def write_json(obj: Any, path: str | os.PathLike) -> Path:
     """Write ``obj`` as indented JSON (atomically: temp file + rename); an unwritable path is a VislabError."""
-    from vislab.core.errors import VislabError
-
     path = Path(path)
     if path.is_dir():
         raise VislabError(f"cannot write {path}: it is a folder (give a file name)")
@@ -103,8 +101,6 @@ def pyplot():
 
 def save_figure(fig: Any, path: str | os.PathLike) -> Path:
     """Save ``fig`` as PNG (creating the folder) and close it; an unwritable path is a VislabError."""
-    from vislab.core.errors import VislabError
-
     path = Path(path)
     if not path.suffix:  # matplotlib would write NAME.png; return the name actually written
         path = path.with_name(path.name + ".png")

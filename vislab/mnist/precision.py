@@ -11,7 +11,6 @@ re-measures; pass ``--precision fp32|bf16`` to pin it.
 """
 
 import time
-from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -63,13 +62,11 @@ def measure_precisions(model_name: str, model_kwargs: dict, batch_size: int, dev
 
 
 def resolve_precision(precision: str, device: torch.device, model_name: str, model_kwargs: dict | None = None,
-                      batch_size: int = 128, channels_last: bool = True,
-                      measure: Callable[..., dict[str, float]] | None = None) -> tuple[str, str]:
+                      batch_size: int = 128, channels_last: bool = True) -> tuple[str, str]:
     """Turn ``"auto"`` into ``"fp32"`` or ``"bf16"`` for this device; returns (precision, why).
 
     CUDA: bf16 where the GPU supports it (tensor cores make it faster). CPU: fp32 without native bf16,
-    otherwise whichever ``measure`` (default :func:`measure_precisions`) finds faster (bf16 by at least
-    ``BF16_MIN_SPEEDUP``).
+    otherwise whichever :func:`measure_precisions` finds faster (bf16 by at least ``BF16_MIN_SPEEDUP``).
     Anything else (MPS): fp32. An explicit fp32/bf16 is returned as given.
     """
     if precision != "auto":
@@ -80,8 +77,7 @@ def resolve_precision(precision: str, device: torch.device, model_name: str, mod
         return "fp32", f"no bf16 autocast on {device.type}"
     if not cpu_has_native_bf16():
         return "fp32", "this CPU has no native bf16"
-    measure = measure or measure_precisions
-    seconds = measure(model_name, model_kwargs or {}, batch_size, device, channels_last=channels_last)
+    seconds = measure_precisions(model_name, model_kwargs or {}, batch_size, device, channels_last=channels_last)
     why = (f"measured training step: bf16 {seconds['bf16'] * 1e3:.0f} ms, fp32 {seconds['fp32'] * 1e3:.0f} ms "
            f"at batch {batch_size}")
     return faster_precision(seconds), why
