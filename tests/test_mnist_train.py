@@ -191,5 +191,9 @@ def test_muon_run_learns_and_resumes_exactly(tmp_path, small):
     a = load_checkpoint(tmp_path / "straight" / "last.pt")
     b = load_checkpoint(tmp_path / "stopped" / "last.pt")
     assert [g["muon"] for g in a["optimizer"]["param_groups"]] == [True, False]
+    # metrics.csv's lr is --lr's group (AdamW) at the start of each epoch: onecycle starts at peak / 25
+    with open(tmp_path / "straight" / "metrics.csv") as f:
+        first_lr = float(next(csv.DictReader(f))["lr"])
+    assert first_lr == pytest.approx(3e-3 / 25)
     for key, value in a["model"].items():
         assert torch.equal(value, b["model"][key]), key

@@ -273,7 +273,8 @@ def train(config: TrainConfig, out_dir: str | Path, *, resume: bool = False, spl
         while state.epoch * steps_per_epoch < run_steps:
             epoch = state.epoch + 1
             t0 = time.perf_counter()
-            lr = state.optimizer.param_groups[0]["lr"]
+            # the group --lr sets: the only one, or under Muon the AdamW group (listed last)
+            lr = state.optimizer.param_groups[-1]["lr"]
             train_loss, ips = train_one_epoch(state, config, train_x, train_y, device,
                                               desc=f"epoch {epoch}/{math.ceil(config.epochs)}",
                                               max_steps=run_steps - state.epoch * steps_per_epoch)
