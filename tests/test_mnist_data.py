@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from scipy import ndimage
+from skimage.morphology import skeletonize
 
 from vislab.core.errors import VislabError
 from vislab.mnist.data import (
@@ -22,6 +24,7 @@ from vislab.mnist.data import (
     preprocess_digit_image,
     read_idx,
 )
+from vislab.mnist.predict import read_digit_image
 
 TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
 TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
@@ -308,3 +311,28 @@ def test_preprocess_small_digit_on_a_large_16_bit_scan(test_set):
     assert image.mode == "I;16"
     out = preprocess_digit_image(image)
     assert np.corrcoef(out.numpy().ravel(), original.ravel())[0, 1] > 0.95
+
+
+@pytest.mark.parametrize("index", [0, 1, 2])
+def test_preprocess_keeps_a_thin_pen_stroke_at_full_ink(test_set, index):
+    """A 2-px pen line on a 560-px page: shrinking it 28x must not leave a faint smear (MNIST peaks at 1)."""
+    original = test_set[0][index].numpy()
+    up = np.asarray(Image.fromarray(original).resize((560, 560), Image.BICUBIC)) > 128
+    stroke = ndimage.binary_dilation(skeletonize(up))  # a 3-px line along the digit's skeleton
+    out = preprocess_digit_image(np.where(stroke, 0, 255).astype(np.uint8))
+    assert out.max() == pytest.approx(1.0)
+    assert (out > 0.5).sum() >= 0.25 * (original > 127).sum()  # ink, not a faint ghost
+    assert np.corrcoef(out.numpy().ravel(), original.ravel())[0, 1] > 0.5
+
+
+def test_read_digit_image_applies_the_exif_orientation(test_set, tmp_path):
+    """A phone photo stored sideways with Orientation=6 (rotate 90 degrees clockwise to display)."""
+    upright = Image.fromarray(255 - test_set[0][7].numpy()).resize((112, 112), Image.BICUBIC)
+    upright.save(tmp_path / "upright.png")
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    upright.transpose(Image.Transpose.ROTATE_90).save(tmp_path / "sideways.png", exif=exif)
+    expected = read_digit_image(tmp_path / "upright.png")
+    assert torch.equal(read_digit_image(tmp_path / "sideways.png"), expected)
+    with Image.open(tmp_path / "sideways.png") as raw:  # the pixels really are rotated
+        assert not torch.allclose(preprocess_digit_image(np.asarray(raw)), expected * STD + MEAN, atol=0.1)

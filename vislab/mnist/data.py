@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
+from PIL import Image, ImageOps
 from scipy import ndimage
 
 from vislab.core.errors import VislabError
@@ -229,10 +229,11 @@ def augment_batch(x: torch.Tensor, generator: torch.Generator, max_shift: float 
 def preprocess_digit_image(img: Image.Image | np.ndarray) -> torch.Tensor:
     """Turn a user's photo or drawing of one digit into an MNIST-like float32 (1, 28, 28) in [0, 1].
 
-    Follows how MNIST itself was made: grayscale, light digit on dark (inverted when the pixels that
-    depart most from the border's level are darker than it), background (lighting, noise) removed,
-    cropped to the digit's bounding box, resized anti-aliased to fit 20 x 20 keeping the aspect ratio,
-    and placed in 28 x 28 so that its centre of mass lies at the centre (pixel 14, 14, as in MNIST).
+    Follows how MNIST itself was made: turned upright (EXIF orientation), grayscale, light digit on dark
+    (inverted when the pixels that depart most from the border's level are darker than it), background
+    (lighting, noise) removed, cropped to the digit's bounding box, resized anti-aliased to fit 20 x 20
+    keeping the aspect ratio, its brightest ink set to 1, and placed in 28 x 28 so that its centre of mass
+    lies at the centre (pixel 14, 14, as in MNIST).
     Not normalised: apply ``(x - MEAN) / STD`` before a model.
     """
     gray = _to_gray(img)
@@ -251,6 +252,9 @@ def preprocess_digit_image(img: Image.Image | np.ndarray) -> torch.Tensor:
     size = (max(1, round(h * scale)), max(1, round(w * scale)))
     box = F.interpolate(torch.from_numpy(ink)[None, None].float(), size=size, mode="bilinear",
                         align_corners=False, antialias=True)[0, 0].clamp_(0, 1)
+    # Shrinking averages a stroke that is thin for the digit's size (a pen on a large page) into a faint
+    # smear; MNIST's strokes peak at full ink (9 in 10 test digits reach 255), so the peak goes back to 1.
+    box = (box / box.max()).clamp_(0, 1)
 
     mass = box.sum()
     cy = float((box.sum(1) * torch.arange(size[0])).sum() / mass)
@@ -300,8 +304,10 @@ def _ink_layer(gray: np.ndarray) -> np.ndarray:
 
 
 def _to_gray(img: Image.Image | np.ndarray) -> np.ndarray:
-    """Float64 grayscale in [0, 1]; transparent areas count as white paper."""
+    """Float64 grayscale in [0, 1], upright; transparent areas count as white paper."""
     if isinstance(img, Image.Image):
+        # Phones store photos sideways and set the EXIF Orientation tag: a digit read raw lies on its side.
+        img = ImageOps.exif_transpose(img)
         if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
             rgba = img.convert("RGBA")
             img = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
