@@ -17,6 +17,8 @@ from vislab.stereo.datasets import create_dataset
 from vislab.stereo.evaluate import evaluate, parse_dataset_options, psmnet_predict_fn
 from vislab.stereo.geometry import depth_to_points, discontinuity_mask, disparity_to_depth, read_ply, write_ply
 from vislab.stereo.io import read_kitti_disparity, read_pfm, write_kitti_disparity
+from vislab.stereo.metrics import stereo_metrics
+from vislab.stereo.models.weights import load_stereo_model
 from vislab.stereo.sgbm import sgbm_predict_fn
 from vislab.stereo.transforms import imagenet_normalize
 from vislab.stereo.visualize import colorize_confidence, colorize_depth, colorize_disparity, colorize_error
@@ -327,9 +329,14 @@ def test_cli_submit_psmnet_on_testing_split(tmp_path, stereo_samples, tiny_ckpt,
                  "--device", "cpu", "--out", str(out)]) == 0
     files = sorted(p.name for p in (out / "disp_0").iterdir())
     assert files == ["000000_10.png", "000001_10.png"]
-    for name, (h, w) in zip(files, sizes, strict=True):
+    model = load_stereo_model(tiny_ckpt, torch.device("cpu"))[0]
+    predict = psmnet_predict_fn(model, "cpu")
+    testing = create_dataset("kitti2015", root, split="testing")
+    for i, (name, (h, w)) in enumerate(zip(files, sizes, strict=True)):
         disp, _ = read_kitti_disparity(out / "disp_0" / name)
         assert disp.shape == (h, w) and disp.max() <= 32
+        expected = predict(testing[i]["left"], testing[i]["right"]).numpy()
+        assert np.abs(disp - expected).max() <= 0.5 / 256 + 1e-6  # the model's maps, rounded to 1/256 px
     with zipfile.ZipFile(tmp_path / "submission.zip") as zf:
         assert sorted(zf.namelist()) == ["disp_0/000000_10.png", "disp_0/000001_10.png"]
         assert zf.read("disp_0/000000_10.png") == (out / "disp_0/000000_10.png").read_bytes()
@@ -347,7 +354,12 @@ def test_cli_submit_sgbm_training_split_reports_d1(tmp_path, stereo_samples, cap
                  "--method", "sgbm", "--out", str(out)]) == 0
     d1 = float(re.search(r"D1 ([0-9.]+) %", capsys.readouterr().out).group(1))
     assert 1.5 < d1 < 6  # the same frame as test_sgbm_on_real_kitti (measured 2.87 %)
-    assert (tmp_path / "sub.zip").is_file()
+    # The printed D1 is that of the file written (the upload), not only of the map in memory.
+    written, _ = read_kitti_disparity(out / "disp_0" / "000046_10.png")
+    gt, valid = read_kitti_disparity(root / "training" / "disp_occ" / "000046_10.png")
+    assert stereo_metrics(written, gt, valid)["d1"] == pytest.approx(d1, abs=0.01)
+    with zipfile.ZipFile(tmp_path / "sub.zip") as zf:
+        assert zf.read("disp_0/000046_10.png") == (out / "disp_0" / "000046_10.png").read_bytes()
 
 
 # ------------------------------------------------------------------------------------------------ geometry / colours
@@ -383,7 +395,11 @@ def test_colour_maps():
     rgb = colorize_disparity(disp, max_disp=20)
     assert rgb.shape == (2, 2, 3) and rgb.dtype == np.uint8
     assert (rgb[0, 0] == 0).all() and (rgb[1, 1] == 0).all() and rgb[1, 0].sum() > rgb[0, 1].sum()
-    assert colorize_depth(np.array([[1.0, np.nan]])).shape == (1, 2, 3)
+    depth = colorize_depth(np.array([[1.0, 10.0, 100.0, np.nan]]))
+    assert depth.shape == (1, 4, 3) and (depth[0, 3] == 0).all()
+    assert (depth[0, :3].sum(-1) > 0).all()  # every valid depth visible, never black
+    assert depth[0, 0, 0] > depth[0, 0, 2] and depth[0, 2, 2] > depth[0, 2, 0]  # near red, far blue
+    assert (colorize_depth(np.array([[np.nan, 0.0]])) == 0).all()
     assert colorize_confidence(np.array([[0.0, 1.0]]))[0, 1].sum() > colorize_confidence(np.array([[0.0]]))[0, 0].sum()
     err = colorize_error(np.array([[1.0, 9.0, 3.0]]), np.array([[1.0, 2.0, 0.0]]))
     assert err[0, 0].sum() < 40 and err[0, 1, 0] == 255 and (err[0, 2] == 64).all()
