@@ -5,8 +5,10 @@ import json
 import pytest
 import torch
 
+from vislab.core.checkpoint import load_checkpoint
 from vislab.mnist import precision as precision_mod
 from vislab.mnist.data import MnistSplits
+from vislab.mnist.evaluate import autocast_context
 from vislab.mnist.precision import faster_precision, measure_precisions, resolve_precision
 from vislab.mnist.recipes import resolve_config
 from vislab.mnist.train import train
@@ -73,3 +75,18 @@ def test_run_records_the_resolved_precision(tmp_path, mnist_dir, monkeypatch):
     train(config, tmp_path / "run", splits=small, log=lines.append)
     assert json.loads((tmp_path / "run" / "config.json").read_text())["precision"] == "bf16"
     assert any(line.startswith("precision auto -> bf16 (measured training step") for line in lines)
+    # ... and the run really trained in bf16: the same run in fp32 ends with other weights
+    config.precision = "fp32"
+    train(config, tmp_path / "fp32", splits=small, log=lines.append)
+    bf16_weights = load_checkpoint(tmp_path / "run" / "last.pt")["model"]
+    fp32_weights = load_checkpoint(tmp_path / "fp32" / "last.pt")["model"]
+    assert not torch.equal(bf16_weights["fc1.weight"], fp32_weights["fc1.weight"])
+    assert torch.allclose(bf16_weights["fc1.weight"], fp32_weights["fc1.weight"], atol=0.05)  # same run otherwise
+
+
+def test_autocast_context_computes_in_bf16_only_when_asked():
+    layer, x = torch.nn.Linear(4, 3), torch.randn(2, 4)
+    with autocast_context(CPU, "bf16"):
+        assert layer(x).dtype == torch.bfloat16
+    with autocast_context(CPU, "fp32"):
+        assert layer(x).dtype == torch.float32
