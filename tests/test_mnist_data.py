@@ -246,6 +246,30 @@ def test_augment_batch_integer_shift_moves_the_centre_of_mass(test_set):
     assert com_shift.max() <= 3.3 and com_shift.mean() > 0.5
 
 
+def ink_shape(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Principal-axis angle (radians) and RMS radius of the ink of (N, H, W) images, about its centre of mass."""
+    w = images - images.amin(dim=(1, 2), keepdim=True)
+    com = centre_of_mass(images)
+    r = torch.arange(images.shape[1], dtype=w.dtype)
+    dy, dx = r[None, :, None] - com[:, 0, None, None], r[None, None, :] - com[:, 1, None, None]
+    mass = w.sum((1, 2))
+    myy, mxx, mxy = ((w * a * b).sum((1, 2)) / mass for a, b in ((dy, dy), (dx, dx), (dx, dy)))
+    return 0.5 * torch.atan2(2 * mxy, mxx - myy), (mxx + myy).sqrt()
+
+
+def test_augment_batch_rotates_and_scales(test_set):
+    x = normalize(test_set[0][:64])
+    angle, radius = ink_shape(x[:, 0])
+    elongated = torch.nonzero(test_set[1][:64] == 1)[:, 0]  # the 1s (10 of them): a clear principal axis
+    rotated = augment_batch(x, torch.Generator().manual_seed(0), max_shift=0, max_rotate_deg=20, max_scale=0)
+    turn = ((ink_shape(rotated[:, 0])[0] - angle)[elongated].rad2deg() + 90).remainder(180).sub(90).abs()  # mod 180
+    assert turn.max() < 22 and turn.mean() > 4
+    assert torch.allclose(ink_shape(rotated[:, 0])[1], radius, rtol=0.05)  # rotation keeps the size
+    scaled = augment_batch(x, torch.Generator().manual_seed(0), max_shift=0, max_rotate_deg=0, max_scale=0.3)
+    ratio = ink_shape(scaled[:, 0])[1] / radius
+    assert ratio.min() > 0.65 and ratio.max() < 1.35 and (ratio - 1).abs().mean() > 0.05
+
+
 # --- the user's own digit ---------------------------------------------------------------------------------
 
 
