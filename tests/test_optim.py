@@ -63,3 +63,20 @@ def test_muon_step_moves_a_matrix_by_an_orthogonal_update():
     assert torch.allclose(step, orthogonalize(weight.grad.reshape(8, -1)), atol=1e-6)
     # descent: the step points along the gradient
     assert (step * weight.grad.reshape(8, -1)).sum() > 0
+
+
+def test_muon_uses_nesterov_momentum_and_scales_tall_matrices():
+    """Two steps with momentum 0.9 on a tall (36, 8) matrix: by hand, buf2 = 0.9 g1 + g2, update along
+    orthogonalize(g2 + 0.9 buf2), times sqrt(36 / 8)."""
+    torch.manual_seed(0)
+    weight = nn.Parameter(torch.randn(36, 8))
+    opt = MuonAdamW([dict(params=[weight], lr=0.1, muon=True)], momentum=0.9)
+    g1, g2 = torch.randn(36, 8), torch.randn(36, 8)
+    weight.grad = g1
+    opt.step()
+    before = weight.detach().clone()
+    weight.grad = g2
+    opt.step()
+    expected = orthogonalize(g2 + 0.9 * (0.9 * g1 + g2)) * (36 / 8) ** 0.5
+    assert torch.allclose((before - weight.detach()) / 0.1, expected, atol=1e-5)
+    assert not torch.allclose(expected, orthogonalize(g2) * (36 / 8) ** 0.5, atol=1e-2)  # momentum matters
