@@ -1,9 +1,11 @@
 """``vislab mnist show`` writes a labelled PNG grid; bad input gives a one-line error."""
 
 import numpy as np
+import torch
 from PIL import Image
 
 from vislab.cli import main
+from vislab.mnist.show import save_digit_grid
 
 
 def test_show_writes_a_png_grid_with_the_labels(tmp_path, capsys):
@@ -33,3 +35,25 @@ def test_show_reads_another_copy_and_reports_bad_input(tmp_path, capsys, mnist_d
     assert "cannot write" in capsys.readouterr().err
     assert main(["mnist", "show", "--n", "1", "--out", str(tmp_path / "grid")]) == 0
     assert f"wrote {tmp_path / 'grid.png'} " in capsys.readouterr().out and (tmp_path / "grid.png").is_file()
+
+
+def test_grid_draws_each_label_and_each_digit_in_its_panel(tmp_path):
+    digits = torch.zeros(3, 28, 28, dtype=torch.uint8)
+    digits[:, 4:24, 12:16] = 255  # three white bars
+
+    def render(images, labels, name):
+        with Image.open(save_digit_grid(images, torch.tensor(labels), tmp_path / name, columns=3)) as img:
+            return np.asarray(img.convert("L"), dtype=np.int16)
+
+    base = render(digits, [1, 2, 3], "base.png")
+    assert np.array_equal(base, render(digits, [1, 2, 3], "again.png"))
+    relabelled = np.abs(render(digits, [1, 7, 3], "relabelled.png") - base) > 64
+    moved = digits.clone()
+    moved[1] = 0
+    blanked = np.abs(render(moved, [1, 2, 3], "blanked.png") - base) > 64
+    # a new label changes a little text above the middle panel; a blank digit, its white bar inside it
+    for changed in (relabelled, blanked):
+        cols = np.nonzero(changed.any(0))[0]
+        assert 0 < changed.sum() < 0.05 * changed.size
+        assert base.shape[1] / 3 < cols.min() and cols.max() < 2 * base.shape[1] / 3
+    assert np.nonzero(relabelled.any(1))[0].max() < np.nonzero(blanked.any(1))[0].min()  # title above digit

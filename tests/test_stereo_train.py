@@ -88,6 +88,14 @@ def test_checkpoints_logs_and_exported_weights(base_run):
     torch.testing.assert_close(model.state_dict()["classify.2.weight"], ref, atol=1e-3, rtol=1e-3)
 
 
+def test_curves_smoothing_is_a_trailing_mean():
+    from vislab.stereo.curves import _moving_average
+
+    assert _moving_average([0.0, 2.0, 4.0, 6.0], 2) == [0.0, 1.0, 3.0, 5.0]
+    assert _moving_average([3.0, 6.0], 50) == [3.0, 4.5]  # fewer steps than the window: mean so far
+    assert _moving_average([1.0, 2.0], 1) == [1.0, 2.0]
+
+
 def test_training_curves_png_and_chained_stages(tmp_path, base_run, capsys):
     from PIL import Image
 
