@@ -42,6 +42,8 @@ def make_kitti(root: Path, year: int, n: int = 2, testing: int = 1) -> Path:
         d = _disp(i)
         d[0, :] = 0  # no ground truth on the top row
         write_kitti_disparity(root / "training" / names[2] / f"{i:06d}_10.png", d)
+        d[:, :4] = 0  # the non-occluded ground truth: a subset (here without the 4 leftmost columns)
+        write_kitti_disparity(root / "training" / names[2].replace("occ", "noc") / f"{i:06d}_10.png", d)
     for i in range(testing):
         _img(root / "testing" / names[0] / f"{i:06d}_10.png", 200 + i)
         _img(root / "testing" / names[1] / f"{i:06d}_10.png", 300 + i)
@@ -126,6 +128,9 @@ def test_kitti(tmp_path, year):
     np.testing.assert_allclose(s["disp"][1:], np.round(_disp(1)[1:] * 256) / 256)
     test = create_dataset(f"kitti{year}", root, split="testing")
     assert len(test) == 1 and not test.has_disparity and not test[0]["valid"].any()
+    noc = create_dataset(f"kitti{year}", root, occ=False)[1]  # disp_noc*: occluded pixels left out
+    assert not noc["valid"][:, :4].any() and noc["valid"][1:, 4:].all()
+    assert torch.equal(noc["disp"][:, 4:], s["disp"][:, 4:])
 
 
 def test_kitti_missing_pieces(tmp_path):
@@ -258,6 +263,16 @@ def test_random_crop_keeps_views_aligned():
     assert torch.equal(out["valid"], s["valid"][y:y + 16, x:x + 24])
 
 
+def test_random_crop_reaches_every_offset():
+    """Over many seeds the window starts anywhere from the top-left corner to the bottom-right one."""
+    s = _sample(40, 60)
+    s["disp"] = torch.arange(40 * 60, dtype=torch.float32).view(40, 60)
+    corners = [divmod(int(RandomCrop(16, 24)(s, np.random.default_rng(seed))["disp"][0, 0]), 60)
+               for seed in range(300)]
+    ys, xs = {y for y, _ in corners}, {x for _, x in corners}
+    assert ys == set(range(40 - 16 + 1)) and xs == set(range(60 - 24 + 1))
+
+
 def test_random_crop_pads_small_images():
     s = _sample(10, 30)
     out = RandomCrop(16, 24)(s, np.random.default_rng(0))
@@ -301,6 +316,20 @@ def test_photometric_augment_asymmetric():
     asym = PhotometricAugment(asymmetric_prob=1.0)(s, np.random.default_rng(0))
     assert not torch.allclose(asym["left"], asym["right"])
     assert torch.equal(asym["disp"], s["disp"]) and 0 <= asym["left"].min() and asym["left"].max() <= 1
+
+
+def test_photometric_augment_by_hand_and_in_train_transform():
+    img = torch.tensor([[[0.2, 0.6]], [[0.4, 0.6]], [[0.9, 0.6]]])  # (3, 1, 2): a colour and a grey pixel
+    apply = PhotometricAugment._apply
+    assert torch.allclose(apply(img, (1.0, 1.0, 1.0, 2.0)), img ** 2)  # gamma
+    assert torch.allclose(apply(img, (0.5, 1.0, 1.0, 1.0)), img * 0.5)  # brightness
+    grey = 0.299 * img[0] + 0.587 * img[1] + 0.114 * img[2]
+    assert torch.allclose(apply(img, (1.0, 1.0, 0.0, 1.0)), grey.expand(3, 1, 2))  # saturation 0: grey
+    mean = grey.mean()
+    assert torch.allclose(apply(img, (1.0, 0.5, 1.0, 1.0)), (img - mean) * 0.5 + mean)  # contrast about the mean
+    plain = train_transform(crop=(8, 8))(_sample(20, 30), np.random.default_rng(5))
+    jittered = train_transform(crop=(8, 8), photometric=True)(_sample(20, 30), np.random.default_rng(5))
+    assert torch.equal(plain["disp"], jittered["disp"]) and not torch.allclose(plain["left"], jittered["left"])
 
 
 def test_compose_and_imagenet_normalize():
