@@ -11,7 +11,7 @@ from vislab.core.errors import VislabError
 from vislab.core.logging import read_metrics_csv
 from vislab.stereo import train as train_module
 from vislab.stereo.configs import lr_factor, parse_crop, resolve_config
-from vislab.stereo.loss import psmnet_loss
+from vislab.stereo.loss import OUTPUT_WEIGHTS, disparity_mask, psmnet_loss
 from vislab.stereo.models import load_stereo_model
 
 
@@ -175,6 +175,62 @@ def test_resume_with_a_new_schedule_lowers_the_learning_rate_at_once(tmp_path):
     assert [r["lr"] for r in rows] == pytest.approx([1e-3] * 4 + [1e-4])
 
 
+def test_step_schedule_lowers_the_lr_in_a_fresh_run_and_across_a_resume(tmp_path):
+    """step:2 drops the lr at iteration 7, the first step of epoch 2 (3 steps per epoch), also when the run
+    was stopped in epoch 1 and resumed: the scheduler's own state must come back with the checkpoint."""
+    expected = pytest.approx([1e-3] * 6 + [1e-4])
+    assert _train(tmp_path / "fresh", "--iters", "7", "--schedule", "step:2") == 0
+    assert [r["lr"] for r in read_metrics_csv(tmp_path / "fresh" / "metrics.csv") if "loss" in r] == expected
+    assert _train(tmp_path / "resumed", "--iters", "4", "--schedule", "step:2") == 0
+    assert _train(tmp_path / "resumed", "--iters", "7", "--schedule", "step:2", "--resume") == 0
+    assert [r["lr"] for r in read_metrics_csv(tmp_path / "resumed" / "metrics.csv") if "loss" in r] == expected
+
+
+def test_best_checkpoint_keeps_the_lowest_validation_d1_across_a_resume(tmp_path, monkeypatch):
+    d1_per_validation = iter([5.0, 7.0, 6.0])  # after iterations 3, 6 and 9
+    monkeypatch.setattr(train_module, "validate", lambda run, val_set: {"epe": 1.0, "d1": next(d1_per_validation)})
+    val = ("--val-dataset", "synthetic", "--val-limit", "1")
+    assert _train(tmp_path / "run", "--iters", "6", *val) == 0
+    assert _train(tmp_path / "run", "--iters", "9", *val, "--resume") == 0
+    best = load_checkpoint(tmp_path / "run" / "best.pt")
+    assert (best["iteration"], best["best_d1"]) == (3, 5.0)
+    assert load_checkpoint(tmp_path / "run" / "last.pt")["best_d1"] == 5.0
+
+
+def test_resuming_an_older_checkpoint_rewinds_the_csv_and_tensorboard_logs(tmp_path):
+    """A run killed after logging steps its last.pt does not hold yet: on resume those rows are dropped
+    and logged again, once, in metrics.csv and in TensorBoard."""
+    import shutil
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "run"
+    assert _train(out, "--iters", "2", "--save-every", "1") == 0
+    shutil.copy(out / "last.pt", tmp_path / "iteration2.pt")
+    assert _train(out, "--iters", "3", "--resume") == 0  # logs step 3 ...
+    shutil.copy(tmp_path / "iteration2.pt", out / "last.pt")  # ... which the checkpoint then lacks
+    assert _train(out, "--iters", "4", "--resume") == 0
+    assert [int(r["iteration"]) for r in read_metrics_csv(out / "metrics.csv") if "loss" in r] == [1, 2, 3, 4]
+    events = EventAccumulator(str(out / "tb"))
+    events.Reload()
+    assert [e.step for e in events.Scalars("train/loss")] == [1, 2, 3, 4]
+    assert {"train/epe", "train/lr", "train/step_time"} <= set(events.Tags()["scalars"])
+
+
+def test_only_the_main_process_writes_last_pt(tmp_path):
+    from vislab.stereo.models import create_model
+
+    net = create_model("basic", max_disp=16)
+    optimizer = torch.optim.Adam(net.parameters())
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda e: 1.0)
+    cfg = resolve_config(None, {"datasets": ["synthetic"], "model": "basic", "max_disp": 16})
+    for main, folder in ((False, "rank1"), (True, "rank0")):
+        (tmp_path / folder).mkdir()
+        run = train_module.Run(cfg, tmp_path / folder, torch.device("cpu"), net, net, optimizer, scheduler, 1, main)
+        train_module.save_last(run)
+    assert not (tmp_path / "rank1" / "last.pt").exists() and (tmp_path / "rank0" / "last.pt").is_file()
+
+
 def test_refuses_to_overwrite_a_run_and_to_resume_nothing(tmp_path, base_run):
     assert _train(base_run, "--iters", "1") == 2
     assert _train(tmp_path / "empty", "--iters", "1", "--resume") == 2
@@ -242,11 +298,19 @@ def test_mixed_datasets_are_concatenated(tmp_path):
     ds = train_module.build_train_dataset(cfg)
     assert len(ds) == 8
     assert ds[0]["left"].shape == ds[7]["left"].shape == (3, 32, 64)
+    # The epoch reaches every part: new synthetic scenes and new crops of the SceneFlow pairs.
+    first = [ds[i]["left"] for i in (0, 7)]
+    train_module.set_epoch(ds, 1)
+    assert not any(torch.equal(a, ds[i]["left"]) for a, i in zip(first, (0, 7), strict=True))
 
 
 def test_loss_weights_and_mask():
+    assert OUTPUT_WEIGHTS == {"stackhourglass": (0.5, 0.7, 1.0), "basic": (1.0,)}  # the paper's weights
+    gt = torch.tensor([[[0.0, 1.0, 5.0, 16.0, 20.0]]])
+    valid = torch.tensor([[[True, True, False, True, True]]])
+    assert disparity_mask(gt, valid, 16).tolist() == [[[False, True, False, False, False]]]  # 0 < gt < max_disp
     gt = torch.tensor([[[1.0, 5.0, 20.0]]])
-    mask = (gt > 0) & (gt < 16)
+    mask = disparity_mask(gt, torch.ones_like(gt, dtype=torch.bool), 16)
     outs = (gt + 1, gt + 2, gt)
     loss = psmnet_loss(outs, gt, mask, (0.5, 0.7, 1.0))
     # smooth-L1 of an error of 1 is 0.5, of 2 is 1.5; the 20 px pixel (>= max_disp) is ignored.
