@@ -63,6 +63,7 @@ def make_sceneflow(root: Path) -> Path:
                     _img(root / subset / pass_dir / rel / side / "0006.png", j + (side == "right"))
             d = _disp(j)
             d[1, 1] = np.inf
+            d[2, 2] = 0.0  # zero disparity (a point at infinity): no usable ground truth either
             write_pfm(root / subset / "disparity" / rel / "left" / "0006.pfm", -d if subset == "monkaa" else d)
     return root
 
@@ -163,7 +164,7 @@ def test_sceneflow_subsets_and_passes(tmp_path):
     for i in range(len(train)):
         s = train[i]
         _check_sample(s)
-        assert not s["valid"][1, 1] and s["valid"].sum() == H * W - 1
+        assert not s["valid"][1, 1] and not s["valid"][2, 2] and s["valid"].sum() == H * W - 2
     # negative Monkaa-style disparities come out positive
     monkaa = create_dataset("sceneflow", root, subsets="monkaa")
     np.testing.assert_allclose(monkaa[0]["disp"][0], _disp(0)[0])
