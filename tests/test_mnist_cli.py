@@ -159,3 +159,15 @@ def test_output_piped_into_a_reader_that_stops_is_not_a_traceback():
     stderr = done.stderr.decode()
     assert done.returncode == 141
     assert "Traceback" not in stderr and "BrokenPipeError" not in stderr
+
+
+def test_ctrl_c_is_one_line_and_exit_130(monkeypatch, capsys):
+    """Ctrl-C inside a command is not an error of the user's: the shell convention 128 + SIGINT, no traceback."""
+    import vislab.mnist.summary
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(vislab.mnist.summary, "run_summary", interrupted)  # the handler main() dispatches to
+    assert main(["mnist", "summary", "--model", "cnn"]) == 130
+    assert capsys.readouterr().err == "interrupted\n"

@@ -11,12 +11,14 @@ import threading
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 
 from vislab.core.errors import VislabError
+from vislab.mnist import download
 from vislab.mnist.data import load_mnist
 from vislab.mnist.download import PUBLISHED_MD5, download_mnist, run_download
 
@@ -45,8 +47,9 @@ class Mirror:
     """A local HTTP server with one behaviour per URL prefix:
 
     /good/NAME serves the file, /missing/ answers 404, /flaky/ answers 500 to the first two requests
-    for each file, /short/ announces the full length but drops the connection half way the first
-    time, /corrupt/ serves the file with bytes flipped in the middle.
+    for each file, /down/ always answers 503, /busy/ and /slow/ answer 429 and 408 to the first request
+    for each file, /short/ announces the full length but drops the connection half way the first time,
+    /corrupt/ serves the file with bytes flipped in the middle.
     """
 
     def __init__(self, files: dict[str, bytes]):
@@ -63,6 +66,10 @@ class Mirror:
                     return self.send_error(404)
                 if route == "flaky" and mirror.requests[self.path] <= 2:
                     return self.send_error(500)
+                if route == "down":
+                    return self.send_error(503)
+                if route in ("busy", "slow") and mirror.requests[self.path] == 1:
+                    return self.send_error(429 if route == "busy" else 408)
                 if route == "corrupt":
                     mid = len(data) // 2
                     data = data[:mid] + bytes(b ^ 0xFF for b in data[mid:mid + 8]) + data[mid + 8:]
@@ -171,6 +178,34 @@ def test_retries_transient_500_and_dropped_connections(tiny, tmp_path):
     assert leftovers(tmp_path / "b") == sorted(NAMES)
 
 
+@pytest.mark.parametrize("route, status", [("busy", 429), ("slow", 408)])
+def test_too_many_requests_and_request_timeout_are_retried(tiny, tmp_path, route, status):
+    """429/408 are the server asking to come back later: retried on the same mirror, not refused."""
+    results = fetch(tmp_path, [f"{tiny.url}/{route}/"], tiny.files, retries=1)
+    assert [src for _, src in results] == [f"{tiny.url}/{route}/{name}" for name in NAMES]
+    assert all(tiny.requests[f"/{route}/{name}"] == 2 for name in NAMES)
+    assert leftovers(tmp_path) == sorted(NAMES)
+
+
+def test_backoff_doubles_after_each_failure(tiny, tmp_path, monkeypatch):
+    """Waits before retries 1, 2, 3 are b, 2b, 4b (sleep recorded, not slept); 3 retries tell 2**n from n + 1."""
+    delays = []
+    monkeypatch.setattr(download, "time", SimpleNamespace(sleep=delays.append))  # time is only used to sleep
+    with pytest.raises(VislabError, match="HTTP 503.*4 attempts"):
+        download_mnist(tmp_path, [f"{tiny.url}/down/"], checksums=md5_table(tiny.files), retries=3,
+                       timeout=TIMEOUT, backoff=0.25, show_progress=False)
+    assert delays == [0.25, 0.5, 1.0]  # the first file exhausts its retries and the download stops there
+
+
+@pytest.mark.parametrize("kw", [{"retries": -1}, {"timeout": 0.0}, {"timeout": -5.0}])
+def test_invalid_retries_or_timeout_is_an_error_before_any_request(tiny, tmp_path, kw):
+    args = {"retries": 1, "timeout": TIMEOUT} | kw
+    with pytest.raises(VislabError, match="--retries must be >= 0 and --timeout > 0"):
+        download_mnist(tmp_path / "d", [f"{tiny.url}/good/"], checksums=md5_table(tiny.files), backoff=0.0,
+                       show_progress=False, **args)
+    assert sum(tiny.requests.values()) == 0 and not (tmp_path / "d").exists()
+
+
 def test_too_few_retries_fails_listing_every_mirror_tried(tiny, tmp_path):
     refused = closed_port_url()
     with pytest.raises(VislabError) as info:
@@ -215,6 +250,20 @@ def test_checksums_file_is_validated(tmp_path, tiny):
         with pytest.raises(VislabError, match=problem):
             run_download(args)
     assert sum(tiny.requests.values()) == 0
+
+
+def test_uppercase_checksums_are_accepted(tiny, tmp_path, capsys):
+    """load_checksums accepts upper-case hex (as some tools print MD5s); it must compare equal to hexdigest()."""
+    table = tmp_path / "md5.json"
+    table.write_text(json.dumps({name: md5.upper() for name, md5 in md5_table(tiny.files).items()}))
+    args = argparse.Namespace(dest=str(tmp_path / "d"), mirror=[f"{tiny.url}/good/"], checksums=str(table),
+                              retries=0, timeout=TIMEOUT)
+    assert run_download(args) == 0
+    assert leftovers(tmp_path / "d") == sorted(NAMES)
+    # The second run recognises the files on disk as verified too.
+    before = sum(tiny.requests.values())
+    assert run_download(args) == 0
+    assert sum(tiny.requests.values()) == before and capsys.readouterr().out.count("already present") == 4
 
 
 def test_cli_download_end_to_end(tiny, tmp_path, capsys):

@@ -57,6 +57,7 @@ def test_pfm_roundtrip(tmp_path, little, shape):
     (b"P5\n2 2\n255\n" + bytes(4), "bad PFM header"),
     (b"Pf\ntwo two\n-1.0\n", "bad PFM header"),
     (b"Pf\n2 2\nabc\n", "bad PFM header"),
+    (b"Pf\n2 2\n0.0\n" + struct.pack("<4f", 1, 2, 3, 4), "bad PFM header.*scale 0"),  # no byte order
     (b"Pf\n2 2\n-1.0\n" + struct.pack("<3f", 1, 2, 3), "truncated PFM"),
     (b"Pf\n2 2\n-1.0\n" + struct.pack("<3f", 1, 2, 3) + b"\x00\x00", "truncated PFM"),  # cut mid-float
 ])
