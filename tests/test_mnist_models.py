@@ -7,7 +7,7 @@ import torch
 
 from vislab.core.checkpoint import save_atomic
 from vislab.core.errors import VislabError
-from vislab.mnist.models import count_parameters, create_model, list_models, load_mnist_model
+from vislab.mnist.models import ResBlock, count_parameters, create_model, list_models, load_mnist_model
 from vislab.mnist.summary import format_summary, summarize
 
 
@@ -93,13 +93,14 @@ def test_resnet_keeps_7x7_maps_in_every_block():
 
 
 def test_vgg_has_no_relu_on_logits():
-    """Negative logits survive (a ReLU before log_softmax would clip them all to 0)."""
+    """model(x) is log_softmax of last_linear's raw output, negatives included (a ReLU would clip them to 0)."""
     torch.manual_seed(0)
     model = create_model("vgg").eval()
-    logits = model.last_linear(torch.randn(8, 100))
-    assert (logits < 0).any()
-    out = model(torch.randn(8, 1, 28, 28))
-    assert not torch.allclose(out, torch.full_like(out, -torch.log(torch.tensor(10.0))))
+    seen = []
+    model.last_linear.register_forward_hook(lambda m, i, o: seen.append(o))
+    out = model(torch.randn(2, 1, 28, 28))
+    assert (seen[0] < 0).any()  # otherwise a ReLU would be invisible
+    torch.testing.assert_close(out, torch.log_softmax(seen[0], dim=1))
 
 
 def test_summary_table_lists_rows_and_total():
@@ -166,3 +167,56 @@ def test_atomic_checkpoints_get_the_ordinary_file_mode(tmp_path):
         os.umask(old)
     assert path.stat().st_mode & 0o777 == 0o640  # 0666 & ~umask, not mkstemp's 0600
     assert [p.name for p in tmp_path.iterdir()] == ["ckpt.pt"]
+
+
+@pytest.mark.parametrize(("name", "drops"), [("mlp", ("fc1_drop", "fc2_drop")), ("vgg", ("drop1", "drop2"))])
+def test_dropout_rate_and_each_dropout_runs_once(name, drops):
+    """The lab's rate 0.2 (or the one asked for), and every Dropout layer is actually applied in forward."""
+    for kwargs, p in (({}, 0.2), ({"dropout": 0.3}, 0.3)):
+        model = create_model(name, **kwargs)
+        assert [getattr(model, d).p for d in drops] == [p, p]
+    calls = []
+    for d in drops:
+        getattr(model, d).register_forward_hook(lambda m, i, o, d=d: calls.append(d))
+    model(torch.zeros(1, 1, 28, 28))
+    assert calls == list(drops)
+
+
+def test_vgg_relu_between_pairs_puts_a_relu_inside_each_two_conv_stage():
+    """With the flag the second conv of each pair sees non-negative input; without it (the lab) it does not."""
+    torch.manual_seed(0)
+    x = torch.randn(1, 1, 28, 28)
+    base = create_model("vgg").eval()
+    for flag in (False, True):
+        model = create_model("vgg", relu_between_pairs=flag).eval()
+        model.load_state_dict(base.state_dict())
+        mins = []
+        for conv in (model.conv4, model.conv6, model.conv8):
+            conv.register_forward_pre_hook(lambda m, i, mins=mins: mins.append(i[0].min().item()))
+        model(x)
+        assert all(m >= 0 for m in mins) if flag else all(m < 0 for m in mins)
+
+
+def test_resblock_output_passes_a_final_relu():
+    torch.manual_seed(0)
+    for cin, cout in ((4, 4), (4, 8)):
+        out = ResBlock(cin, cout).train()(torch.randn(2, cin, 7, 7))
+        assert out.min() == 0  # clipped negatives, not merely non-negative by chance
+
+
+def test_summarize_runs_in_eval_mode_and_restores_training():
+    """Dropout/BatchNorm must not act (or update statistics) during the summary pass; the mode comes back."""
+    model = create_model("mlp").train()
+    modes = []
+    model.fc1_drop.register_forward_hook(lambda m, i, o: modes.append(m.training))
+    summarize(model)
+    assert modes == [False]
+    assert all(m.training for m in model.modules())
+    summarize(model.eval())
+    assert not any(m.training for m in model.modules())
+
+
+def test_summary_input_row_shows_the_batch_size():
+    model = create_model("mlp")
+    text = format_summary("mlp", model, summarize(model, batch_size=3), batch_size=3)
+    assert "(3, 1, 28, 28)" in text and "(1, 1, 28, 28)" not in text
