@@ -197,6 +197,15 @@ def test_iterate_batches_covers_every_sample_once(shuffle, drop_last):
         assert (seen.tolist() == list(range(103))) is (not shuffle)
 
 
+@pytest.mark.parametrize("shuffle", [True, False])
+def test_iterate_batches_keeps_a_last_batch_of_one(shuffle):
+    # 10 samples at batch 3: the last batch holds a single sample and must not be dropped
+    x, y = torch.arange(10).float(), torch.arange(10)
+    batches = list(iterate_batches(x, y, 3, shuffle, torch.Generator().manual_seed(0)))
+    assert [len(b) for _, b in batches] == [3, 3, 3, 1]
+    assert sorted(torch.cat([b for _, b in batches]).tolist()) == list(range(10))
+
+
 def test_iterate_batches_is_reproducible_per_seed_and_resumable():
     x, y = torch.arange(50).float(), torch.arange(50)
 

@@ -2,19 +2,22 @@
 
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 
+import vislab.mnist.train as train_module
 from vislab.core.checkpoint import load_checkpoint
 from vislab.core.errors import VislabError
 from vislab.core.logging import read_metrics_csv
 from vislab.mnist.data import MnistSplits, load_splits
-from vislab.mnist.evaluate import confusion_matrix, evaluate, per_class_accuracy
-from vislab.mnist.models import load_mnist_model
+from vislab.mnist.evaluate import EvalResult, confusion_matrix, evaluate, evaluate_checkpoint, per_class_accuracy
+from vislab.mnist.models import create_model, load_mnist_model
 from vislab.mnist.recipes import RECIPES, TrainConfig, resolve_config
-from vislab.mnist.train import train, training_loss
+from vislab.mnist.train import build_optimizer, build_scheduler, train, training_loss
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -209,3 +212,146 @@ def test_muon_run_learns_and_resumes_exactly(tmp_path, small):
     assert first_lr == pytest.approx(3e-3 / 25)
     for key, value in a["model"].items():
         assert torch.equal(value, b["model"][key]), key
+
+
+# --- what the mutation audit found untested -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("flag, value, message", [
+    ("lr", 0.0, "--lr must be positive"),
+    ("muon_lr", 0.0, "--muon-lr must be positive"),
+    ("schedule", "linear", "unknown schedule"),
+    ("precision", "fp16", "unknown precision"),
+    ("val_size", -1, "--val-size must be 0 or more"),
+    ("eval_batch_size", 0, "--eval-batch-size must be at least 1"),
+])
+def test_config_rejects_each_bad_value_naming_the_flag(flag, value, message):
+    with pytest.raises(VislabError, match=message):
+        resolve_config("mlp", {flag: value})
+
+
+def test_build_optimizer_passes_every_setting_to_the_named_optimizer():
+    torch.manual_seed(0)
+    model = create_model("mlp")
+    sgd = build_optimizer(resolve_config("mlp", {"optimizer": "sgd", "lr": 0.1, "momentum": 0.8, "nesterov": True,
+                                                 "weight_decay": 0.01}), model)
+    group = sgd.param_groups[0]
+    assert type(sgd) is torch.optim.SGD
+    assert (group["lr"], group["momentum"], group["nesterov"], group["weight_decay"]) == (0.1, 0.8, True, 0.01)
+    plain = build_optimizer(resolve_config("mlp", {"optimizer": "sgd", "lr": 0.1, "momentum": 0.7}), model)
+    assert plain.param_groups[0]["momentum"] == 0.7 and not plain.param_groups[0]["nesterov"]
+    # exact types: AdamW subclasses Adam, and the two apply weight decay differently
+    adam = build_optimizer(resolve_config("mlp", {"optimizer": "adam", "lr": 1e-3, "weight_decay": 0.01}), model)
+    assert type(adam) is torch.optim.Adam and adam.param_groups[0]["weight_decay"] == 0.01
+    adamw = build_optimizer(resolve_config("mlp", {"optimizer": "adamw", "lr": 1e-3, "weight_decay": 0.05}), model)
+    assert type(adamw) is torch.optim.AdamW and adamw.param_groups[0]["weight_decay"] == 0.05
+
+
+def scheduled_lrs(schedule: str, steps: int) -> list[float] | None:
+    """The lr before each of ``steps`` scheduler steps and after the last one (peak lr 0.1)."""
+    model = create_model("mlp")
+    config = resolve_config("mlp", {"optimizer": "sgd", "lr": 0.1, "schedule": schedule})
+    optimizer = build_optimizer(config, model)
+    scheduler = build_scheduler(config, optimizer, steps)
+    if scheduler is None:
+        return None
+    lrs = [optimizer.param_groups[0]["lr"]]
+    for _ in range(steps):
+        optimizer.step()
+        scheduler.step()
+        lrs.append(optimizer.param_groups[0]["lr"])
+    return lrs
+
+
+def test_schedules_span_exactly_the_run():
+    assert scheduled_lrs("none", 100) is None
+    # onecycle: the group's lr is the peak, reached after 30% of the steps, and the run ends far below it
+    onecycle = scheduled_lrs("onecycle", 100)
+    assert max(onecycle) == pytest.approx(0.1) and 28 <= onecycle.index(max(onecycle)) <= 31
+    assert onecycle[-1] < 1e-4
+    # cosine: from the lr down to 0 at the last step (not half-way down, not constant)
+    cosine = scheduled_lrs("cosine", 100)
+    assert cosine[0] == pytest.approx(0.1) and cosine[50] == pytest.approx(0.05) and cosine[-1] < 1e-6
+
+
+def test_evaluate_averages_the_loss_per_sample_and_honours_precision(small):
+    torch.manual_seed(0)
+    model = create_model("mlp")
+    x, y = small.test_x[:10], small.test_y[:10]
+    model.train()
+    result = evaluate(model, x, y, batch_size=3)  # batches of 3, 3, 3, 1: a mean of batch means would differ
+    assert model.training  # evaluate restores the mode it found
+    model.eval()
+    assert result.loss == pytest.approx(float(F.nll_loss(model(x).detach(), y)), rel=1e-5)
+    assert not model.training
+    # bf16 autocast changes the loss's low bits; it must reach the forward pass
+    bf16 = evaluate(model, x, y, batch_size=3, precision="bf16").loss
+    assert bf16 != result.loss and bf16 == pytest.approx(result.loss, abs=0.05)
+
+
+def test_evaluate_checkpoint_reports_fractional_epoch_and_per_true_class_accuracy(tmp_path, small, mnist_dir):
+    # half an epoch on 400 images: 2 steps, a poor model whose confusion matrix is far from symmetric
+    part = MnistSplits(small.train_x[:400], small.train_y[:400], None, None, small.test_x[:100], small.test_y[:100])
+    train(mlp_config(epochs=0.5, augment=False), tmp_path / "run", splits=part, log=quiet)
+    report = evaluate_checkpoint(tmp_path / "run" / "last.pt", str(mnist_dir), "cpu")
+    assert report["epoch"] == 0.5 and report["n"] == 10000
+    cm = torch.tensor(report["confusion_matrix"])
+    assert not torch.equal(cm.sum(0), cm.sum(1))
+    expected = [100.0 * float(cm[c, c]) / float(cm[c].sum()) for c in range(10)]
+    assert report["per_class_accuracy"] == pytest.approx(expected)
+
+
+def test_validation_split_keeps_test_numbers_apart(tmp_path, small, monkeypatch):
+    # 1,050 training images at batch 100: the last batch holds 50, and the epoch's loss is the per-image mean
+    split = MnistSplits(small.train_x[:1050], small.train_y[:1050], small.train_x[1700:], small.train_y[1700:],
+                        small.test_x, small.test_y)
+    seen = []
+
+    def recording_loss(log_probs, target, label_smoothing=0.0):
+        loss = training_loss(log_probs, target, label_smoothing)
+        seen.append((float(loss.detach()), len(target)))
+        return loss
+
+    monkeypatch.setattr(train_module, "training_loss", recording_loss)
+    result = train(mlp_config(augment=False), tmp_path / "run", splits=split, log=quiet)
+    metrics = read_metrics_csv(tmp_path / "run" / "metrics.csv")
+    first = seen[:11]
+    assert [n for _, n in first] == [100] * 10 + [50]
+    assert metrics[0]["train_loss"] == pytest.approx(sum(v * n for v, n in first) / 1050, rel=1e-5)
+
+    # validation on the 300 held-out training images; result.json's test numbers are the test set's
+    model, _ = load_mnist_model(tmp_path / "run" / "last.pt")
+    val = evaluate(model, split.val_x, split.val_y)
+    test = evaluate(model, split.test_x, split.test_y)
+    assert metrics[-1]["val_acc"] == pytest.approx(val.accuracy)
+    assert result["validated_on"].startswith("last 300")
+    assert result["test_n"] == 500
+    assert (result["test_accuracy"], result["test_loss"]) == pytest.approx((test.accuracy, test.loss))
+    assert result["best_val_accuracy"] == max(m["val_acc"] for m in metrics)
+    assert result["test_accuracy"] != result["best_val_accuracy"]  # else the two checks above prove little
+
+
+def test_best_checkpoint_is_the_epoch_with_highest_validation_accuracy(tmp_path, small, monkeypatch):
+    accuracies = iter([60.0, 50.0])
+
+    def fake_evaluate(model, x, y, **_):
+        return EvalResult(loss=1.0, accuracy=next(accuracies), correct=0, n=len(y), predictions=y)
+
+    monkeypatch.setattr(train_module, "evaluate", fake_evaluate)
+    part = MnistSplits(small.train_x[:200], small.train_y[:200], None, None, small.test_x[:100], small.test_y[:100])
+    train(mlp_config(augment=False), tmp_path / "run", splits=part, log=quiet)
+    assert load_checkpoint(tmp_path / "run" / "best.pt")["epoch"] == 1
+    assert load_checkpoint(tmp_path / "run" / "last.pt")["best_acc"] == 60.0
+
+
+def test_resuming_from_an_older_checkpoint_rewrites_the_later_metrics_rows(tmp_path, small):
+    part = MnistSplits(small.train_x[:300], small.train_y[:300], None, None, small.test_x[:100], small.test_y[:100])
+    run = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        train(mlp_config(augment=False), run, splits=part, log=StopAfter(1))
+    shutil.copy(run / "last.pt", tmp_path / "epoch1.pt")
+    train(mlp_config(augment=False), run, resume=True, splits=part, log=quiet)
+    # back to the epoch-1 state (an older last.pt): epoch 2's row must be replaced, not duplicated
+    shutil.copy(tmp_path / "epoch1.pt", run / "last.pt")
+    train(mlp_config(augment=False), run, resume=True, splits=part, log=quiet)
+    assert [m["epoch"] for m in read_metrics_csv(run / "metrics.csv")] == [1, 2]
