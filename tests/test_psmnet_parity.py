@@ -204,8 +204,10 @@ def small_pair():
 def test_official_release_format_loads_with_identical_outputs(tmp_path, name, small_pair):
     torch.manual_seed(7)
     model = _randomise_bn(create_model(name, max_disp=192)).eval()
+    # The official releases were saved with PyTorch 0.4.0: BN layers had no num_batches_tracked buffers yet.
     released = {"epoch": 10, "train_loss": 0.5,
-                "state_dict": {f"module.{k}": v for k, v in model.state_dict().items()}}
+                "state_dict": {f"module.{k}": v for k, v in model.state_dict().items()
+                               if not k.endswith("num_batches_tracked")}}
     if name == "stackhourglass":
         released["test_loss"] = 1.2
     path = tmp_path / "pretrained_sceneflow.tar"
@@ -243,9 +245,15 @@ def test_wrong_checkpoints_give_one_line_errors(tmp_path):
     torch.save({"state_dict": {k: v for k, v in sd.items() if "dres4" not in k}}, tmp_path / "missing.pt")
     sd["classif3.2.weight"] = torch.zeros(1, 32, 3, 3)
     torch.save({"state_dict": sd}, tmp_path / "shape.pt")
+    sd = create_model("basic").state_dict()
+    sd["extra.weight"] = torch.zeros(3)  # a key the model lacks must not be silently dropped
+    torch.save(sd, tmp_path / "extra.pt")
+    # neither a vislab/official checkpoint nor a dict of tensors: refused naming its keys
+    torch.save({"epoch": 3, "net": {"classify.0.weight": torch.zeros(1)}}, tmp_path / "other.pt")
     (tmp_path / "garbage.pt").write_bytes(b"not a checkpoint at all" * 10)
     for name, expect in [("mnist.pt", "lenet"), ("mnist_bare.pt", "not a PSMNet"), ("missing.pt", "missing"),
-                         ("shape.pt", "wrong shape"), ("garbage.pt", "garbage.pt"), ("absent.pt", "not found")]:
+                         ("shape.pt", "wrong shape"), ("extra.pt", "1 unexpected (e.g. extra.weight)"),
+                         ("other.pt", "keys: epoch, net"), ("garbage.pt", "garbage.pt"), ("absent.pt", "not found")]:
         with pytest.raises(VislabError) as err:
             load_stereo_model(tmp_path / name)
         message = str(err.value)

@@ -38,6 +38,22 @@ def tiny_ckpt(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
+def soft_ckpt(tmp_path_factory) -> Path:
+    """tiny_ckpt's model with its last cost layer scaled by 1e-6: random weights give a one-hot softmax
+    (confidence exactly 1 everywhere), this one spreads confidence over [0, 1] so thresholds drop pixels."""
+    from vislab.stereo.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("basic", max_disp=32)
+    with torch.no_grad():
+        model.classify[-1].weight.mul_(1e-6)
+    path = tmp_path_factory.mktemp("ckpt") / "soft32.pt"
+    save_atomic({"model": model.state_dict(),
+                 "model_config": {"name": "basic", "max_disp": 32, "align_corners": False}}, path)
+    return path
+
+
+@pytest.fixture(scope="module")
 def crops(stereo_samples, tmp_path_factory) -> tuple[Path, Path, Path]:
     """32x64 crops of the real Middlebury pair (+ a calib.txt rewritten for the crop): small keeps PSMNet fast."""
     src = stereo_samples / "middlebury2014/trainingQ/Motorcycle"
@@ -184,6 +200,42 @@ def test_cli_eval_psmnet_json_to_stdout(tmp_path, stereo_samples, tiny_ckpt, cap
     assert rec["per_image"][0]["n_valid"] > 0 and rec["pixel_mean"]["epe"] > 0
 
 
+def test_cli_eval_psmnet_max_disp_limit_means_and_empty_images(tmp_path, stereo_samples, tiny_ckpt, capsys):
+    # four crops of different sizes (so different pixel counts and errors); --limit 3 scores the first three
+    root = make_tiny_kitti(tmp_path / "k", [(32, 64), (24, 48), (32, 40), (16, 32)], stereo_samples)
+    # image 2 gets an empty ground truth: listed with no numbers, which must be JSON null (NaN is not JSON)
+    write_kitti_disparity(root / "training/disp_occ_0/000002_10.png", np.zeros((32, 40), np.float32))
+    out = tmp_path / "res.json"
+    assert main(["stereo", "eval", "--dataset", "kitti2015", "--root", str(root), "--weights", str(tiny_ckpt),
+                 "--device", "cpu", "--max-disp", "48", "--limit", "3", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    text = out.read_text()
+    assert "NaN" not in text
+    rec = json.loads(text)
+    # --max-disp overrides the checkpoint's 32 for the model and the scored range; the limit is recorded
+    assert rec["config"]["max_disp"] == 48 and rec["config"]["limit"] == 3
+    rows = rec["per_image"]
+    assert [r["name"] for r in rows] == ["000000_10", "000001_10", "000002_10"]
+    assert rows[2]["n_valid"] == 0 and rows[2]["epe"] is None and rows[2]["d1"] is None
+    a, b = rows[:2]
+    assert a["n_valid"] != b["n_valid"] and a["epe"] != b["epe"]
+    # pixel mean: weighted by valid pixels; image mean: each (evaluable) image counts once
+    pixel_epe = (a["epe"] * a["n_valid"] + b["epe"] * b["n_valid"]) / (a["n_valid"] + b["n_valid"])
+    assert rec["pixel_mean"]["epe"] == pytest.approx(pixel_epe, rel=1e-5)
+    assert rec["image_mean"]["epe"] == pytest.approx((a["epe"] + b["epe"]) / 2, rel=1e-5)
+    assert rec["pixel_mean"]["n_valid"] == a["n_valid"] + b["n_valid"] and rec["image_mean"]["n_images"] == 2
+    table = {line[:10]: line.split() for line in printed.splitlines() if line.startswith(("pixel mean", "image mean"))}
+    assert float(table["pixel mean"][2]) == pytest.approx(rec["pixel_mean"]["epe"], abs=1e-3)
+    assert float(table["image mean"][2]) == pytest.approx(rec["image_mean"]["epe"], abs=1e-3)
+    assert "max disparity 48" in printed
+
+
+def test_evaluate_refuses_a_prediction_of_the_wrong_size(tmp_path, stereo_samples):
+    ds = create_dataset("kitti2015", make_tiny_kitti(tmp_path / "k", [(40, 60)], stereo_samples))
+    with pytest.raises(VislabError, match=r"is \(40, 59\), ground truth is \(40, 60\)"):
+        evaluate(lambda left, right: torch.zeros(40, 59), ds, max_disp=192, progress=False)
+
+
 def test_cli_eval_errors(tmp_path, capsys):
     assert main(["stereo", "eval", "--dataset", "kitti2015", "--root", str(tmp_path / "none"),
                  "--method", "sgbm"]) == 2
@@ -195,6 +247,9 @@ def test_cli_eval_errors(tmp_path, capsys):
     synthetic = ["stereo", "eval", "--dataset", "synthetic", "--dataset-opt", "size=1", "--dataset-opt", "height=16",
                  "--dataset-opt", "width=32", "--dataset-opt", "max_disp=8"]
     for flags, message in ((["--method", "sgbm", "--max-disp", "-16"], "--max-disp must be positive"),
+                           # PSMNet's 1/4-scale volume; refused from the flag itself, before any checkpoint is read
+                           (["--weights", str(tmp_path / "absent.pt"), "--max-disp", "30"],
+                            "--max-disp must be a positive multiple of 4, got 30"),
                            (["--method", "sgbm", "--weights", str(tmp_path / "x.pt")], "cannot be combined"),
                            (["--method", "sgbm", "--limit", "0"], "--limit must be at least 1"),
                            (["--method", "sgbm", "--json", str(tmp_path)], "is a folder")):
@@ -233,22 +288,38 @@ def test_cli_predict_sgbm_with_calibration(stereo_samples, tmp_path, capsys):
     assert 1000 < np.median(depth) < 4000
 
 
-def test_cli_predict_psmnet_confidence_and_point_filters(crops, tiny_ckpt, tmp_path, capsys):
+def test_cli_predict_psmnet_confidence_and_point_filters(crops, soft_ckpt, tmp_path, capsys):
     left, right, calib = crops
     out = tmp_path / "p"
-    args = ["stereo", "predict", str(left), str(right), "--weights", str(tiny_ckpt), "--device", "cpu",
+    args = ["stereo", "predict", str(left), str(right), "--weights", str(soft_ckpt), "--device", "cpu",
             "--calib", str(calib), "--ply", "--out", str(out)]
     assert main(args) == 0
     conf = np.load(out / "im0_conf.npy")
     disp = np.load(out / "im0_disp.npy")
     assert conf.shape == disp.shape == (32, 64) and 0 <= conf.min() and conf.max() <= 1
     assert 0 <= disp.min() and disp.max() <= 32
-    full, _ = read_ply(out / "im0.ply")
+    # the saved maps are the model's own (confidence, not e.g. 1 - confidence)
+    model = load_stereo_model(soft_ckpt, "cpu")[0]
+    prep = [imagenet_normalize(torch.from_numpy(np.asarray(Image.open(p).convert("RGB"), np.float32)
+                                                .transpose(2, 0, 1) / 255))[None] for p in (left, right)]
+    ref_disp, ref_conf = model.infer(*prep, return_confidence=True)
+    np.testing.assert_allclose(conf, ref_conf[0].numpy(), atol=1e-5)
+    np.testing.assert_allclose(disp, ref_disp[0].numpy(), atol=1e-4)
+    full, colours = read_ply(out / "im0.ply")
+    # PLY colours are the left image's RGB (in that order) of the kept pixels, here all of them
+    rgb = np.asarray(Image.open(left).convert("RGB"))
+    assert len(full) == 32 * 64
+    np.testing.assert_array_equal(colours, rgb.reshape(-1, 3))
     threshold = float(np.median(conf))
+    assert 0 < (conf >= threshold).sum() < conf.size  # the threshold really drops pixels
+    assert main(args + ["--min-confidence", str(threshold)]) == 0
+    by_conf, colours = read_ply(out / "im0.ply")
+    assert len(by_conf) == int((conf >= threshold).sum())
+    np.testing.assert_array_equal(colours, rgb[conf >= threshold])
     assert main(args + ["--min-confidence", str(threshold), "--drop-discontinuities"]) == 0
     filtered, _ = read_ply(out / "im0.ply")
     expected = (conf >= threshold) & ~discontinuity_mask(disp)
-    assert len(filtered) == int(expected.sum()) < len(full)
+    assert len(filtered) == int(expected.sum()) < len(by_conf)
     assert "point cloud" in capsys.readouterr().out
 
 
@@ -312,10 +383,20 @@ def test_cli_predict_focal_baseline(crops, tmp_path, capsys):
     ok = disp > 0
     np.testing.assert_allclose(depth[ok], 50.0 / disp[ok], rtol=1e-5)  # no doffs without a calib.txt
     pts, _ = read_ply(out / "im0.ply")
-    assert len(pts) == int(np.isfinite(depth).sum())
+    finite = np.isfinite(depth)
+    assert len(pts) == int(finite.sum())
+    # principal point at the image centre: cx = (64 - 1) / 2 along u (X), cy = (32 - 1) / 2 along v (Y)
+    v, u = np.mgrid[0:32, 0:64]
+    np.testing.assert_allclose(pts[:, 0], ((u - 31.5) * depth / 100)[finite], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(pts[:, 1], ((v - 15.5) * depth / 100)[finite], rtol=1e-5, atol=1e-6)
     assert main(["stereo", "predict", str(left), str(right), "--method", "sgbm", "--focal", "100",
                  "--out", str(out)]) == 2
     assert "both --focal and --baseline" in capsys.readouterr().err
+    for focal, baseline in (("100", "-0.5"), ("-100", "0.5")):
+        assert main(["stereo", "predict", str(left), str(right), "--method", "sgbm", "--focal", focal,
+                     "--baseline", baseline, "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert "--focal and --baseline must be positive" in err and err.count("\n") == 1
 
 
 # ------------------------------------------------------------------------------------------------ CLI: submit
@@ -377,6 +458,13 @@ def test_depth_and_points_by_hand():
 def test_discontinuity_mask():
     disp = np.array([[1, 1, 5, 5], [1, 1, 5, 5], [1, 1.5, 5, 5.5]], dtype=np.float32)
     np.testing.assert_array_equal(discontinuity_mask(disp, 1.0), [[0, 1, 1, 0], [0, 1, 1, 0], [0, 1, 1, 0]])
+    # a horizontal edge marks the pixels on both sides of it (upper and lower neighbour)
+    edge = np.array([[1, 1], [1, 1], [5, 5], [5, 5]], dtype=np.float32)
+    np.testing.assert_array_equal(discontinuity_mask(edge, 1.0), [[0, 0], [1, 1], [1, 1], [0, 0]])
+    # a jump of exactly the threshold is not "more than" it, across and along rows
+    exact = np.array([[1, 2, 2], [1, 2, 2], [2, 3, 3]], dtype=np.float32)
+    assert not discontinuity_mask(exact, 1.0).any()
+    assert discontinuity_mask(exact, 0.5).any()
 
 
 @pytest.mark.parametrize("binary", [True, False])

@@ -59,3 +59,22 @@ def test_bad_size_is_an_error(size):
 
     with pytest.raises(VislabError):
         layer_table("basic", *size, 192)
+
+
+def test_cli_header_notes_padding_and_the_rounded_up_volume(capsys):
+    assert main(["stereo", "summary", "--model", "basic", "--height", "100", "--width", "333", "--max-disp", "36"]) == 0
+    out = capsys.readouterr().out
+    assert "input 100x333 (padded to 112x336), max disparity D = 36" in out
+    # D' rounds 36 *up* to the next multiple of 16 (the volume must hold every disparity < D)
+    assert "D' = 48 disparities" in out and "D/4 = 9 planes" in out
+    assert main(["stereo", "summary", "--model", "basic", "--height", "256", "--width", "512"]) == 0
+    out = capsys.readouterr().out
+    assert "input 256x512, max disparity" in out and "padded" not in out and "D' =" not in out
+
+
+def test_describe_writes_non_integer_ratios_as_a_fraction():
+    from vislab.stereo.summary import _describe
+
+    # e.g. the cost cropped back to D/4 = 9 of D' = 48 planes: 48/9 is not an integer, so not "1/5D'"
+    assert _describe((1, 1, 9, 28, 84), 112, 336, 48, "D'") == "9/48D' x 1/4H x 1/4W x 1  (9x28x84x1)"
+    assert _describe((1, 32, 28, 84), 112, 336, 48) == "1/4H x 1/4W x 32  (28x84x32)"
