@@ -171,3 +171,31 @@ def test_ctrl_c_is_one_line_and_exit_130(monkeypatch, capsys):
     monkeypatch.setattr(vislab.mnist.summary, "run_summary", interrupted)  # the handler main() dispatches to
     assert main(["mnist", "summary", "--model", "cnn"]) == 130
     assert capsys.readouterr().err == "interrupted\n"
+
+
+def test_predict_prints_probabilities_and_names_an_empty_image(trained, mnist_dir, tmp_path, capsys):
+    from vislab.mnist.predict import predict_images
+
+    x, _ = load_mnist(mnist_dir, "test")
+    Image.fromarray(x[7].numpy()).save(tmp_path / "nine.png")  # a 9: the last of the ten probabilities
+    pred = predict_images(trained / "best.pt", [str(tmp_path / "nine.png")], "cpu")[0]
+    assert pred.digit == 9
+    # probabilities (the model's log-probabilities exponentiated), not log-probabilities
+    assert min(pred.probabilities) >= 0 and sum(pred.probabilities) == pytest.approx(1.0, abs=1e-4)
+    assert main(["mnist", "predict", str(trained / "best.pt"), str(tmp_path / "nine.png")]) == 0
+    out = capsys.readouterr().out
+    assert f": 9 (p={pred.probabilities[9]:.3f})" in out and f"9:{pred.probabilities[9]:.3f}]" in out
+    # an image with no digit: the one-line error names the file, not just the problem
+    Image.fromarray(np.full((40, 40), 255, np.uint8)).save(tmp_path / "blank.png")
+    assert main(["mnist", "predict", str(trained / "best.pt"), str(tmp_path / "blank.png")]) == 2
+    err = capsys.readouterr().err
+    assert "blank.png" in err and "empty" in err and err.count("\n") == 1
+
+
+def test_parser_keeps_fractional_values_and_the_auto_device():
+    parser = build_parser()
+    # --epochs 1.5 stops halfway through the second pass; --timeout takes seconds with a fraction
+    assert parser.parse_args(["mnist", "train", "--model", "cnn", "--epochs", "1.5"]).epochs == 1.5
+    assert parser.parse_args(["mnist", "download", "d", "--timeout", "2.5"]).timeout == 2.5
+    for argv in (["mnist", "predict", "c.pt", "a.png"], ["mnist", "eval", "c.pt"]):
+        assert parser.parse_args(argv).device == "auto"

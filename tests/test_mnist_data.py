@@ -369,3 +369,38 @@ def test_read_digit_image_applies_the_exif_orientation(test_set, tmp_path):
     assert torch.equal(read_digit_image(tmp_path / "sideways.png"), expected)
     with Image.open(tmp_path / "sideways.png") as raw:  # the pixels really are rotated
         assert not torch.allclose(preprocess_digit_image(np.asarray(raw)), expected * STD + MEAN, atol=0.1)
+
+
+def test_read_digit_image_normalises_like_the_training_data(test_set, tmp_path):
+    # models are trained on (x - MEAN) / STD: a file must reach them normalised the same way
+    Image.fromarray(test_set[0][1].numpy()).save(tmp_path / "two.png")
+    with Image.open(tmp_path / "two.png") as img:
+        raw = preprocess_digit_image(img)
+    assert torch.allclose(read_digit_image(tmp_path / "two.png"), (raw - MEAN) / STD)
+
+
+def test_to_gray_scales_every_input_kind_to_0_1():
+    from vislab.mnist.data import _to_gray
+
+    # 16-bit, 32-bit and float inputs are divided by their own range, not by 255
+    assert _to_gray(Image.fromarray(np.array([[0, 65535]], np.uint16))).tolist() == [[0.0, 1.0]]
+    assert _to_gray(Image.fromarray(np.array([[0, 500, 1000]], np.int32))).tolist() == [[0.0, 0.5, 1.0]]
+    assert _to_gray(np.array([[0, 65535]], np.uint16)).tolist() == [[0.0, 1.0]]
+    assert _to_gray(np.array([[0.0, 51.0, 255.0]])).tolist() == [[0.0, 0.2, 1.0]]  # a float image on 0..255
+    assert _to_gray(np.array([[0.0, np.nan, 1.0]])).tolist() == [[0.0, 0.0, 1.0]]
+    # transparent pixels are white paper, for RGBA arrays and for grey+alpha (LA) images alike
+    rgba = np.zeros((1, 2, 4), np.uint8)
+    rgba[0, 1, 3] = 255  # pixel 0: transparent black, pixel 1: opaque black
+    np.testing.assert_allclose(_to_gray(rgba), [[1.0, 0.0]])
+    np.testing.assert_allclose(_to_gray(Image.fromarray(rgba[..., [0, 3]], "LA")), [[1.0, 0.0]])
+
+
+def test_ink_layer_floor_removes_a_faint_halo_around_the_digit():
+    from vislab.mnist.data import _ink_layer
+
+    # noiseless paper: the floor is 5% of the contrast, so a 3% halo around the stroke is background
+    gray = np.zeros((100, 100))
+    gray[20:80, 20:80] = 0.03
+    gray[40:60, 45:55] = 1.0
+    ink = _ink_layer(gray)
+    assert ink[40:60, 45:55].min() > 0.9 and (ink > 0).sum() == 20 * 10

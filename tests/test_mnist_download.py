@@ -282,3 +282,16 @@ def test_cli_download_end_to_end(tiny, tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("error: could not download") and "HTTP 404" in err and err.count("\n") == 1
     assert leftovers(tmp_path / "other") == []
+
+
+def test_load_checksums_rejects_short_non_hex_and_non_object_tables(tmp_path):
+    path = tmp_path / "md5.json"
+    with pytest.raises(VislabError, match="checksums file not found"):
+        download.load_checksums(path)
+    # 31 hex digits, 32 non-hex letters, and a list instead of an object are all malformed
+    for content in ('{"a": "' + "0" * 31 + '"}', '{"a": "' + "x" * 32 + '"}', '["' + "0" * 32 + '"]'):
+        path.write_text(content)
+        with pytest.raises(VislabError, match="must be a JSON object of file name -> 32-digit MD5 hex"):
+            download.load_checksums(path)
+    path.write_text('{"a": "' + "0123456789abcdefABCDEF0123456789" + '"}')
+    assert download.load_checksums(path) == {"a": "0123456789abcdefABCDEF0123456789"}

@@ -90,3 +90,20 @@ def test_autocast_context_computes_in_bf16_only_when_asked():
         assert layer(x).dtype == torch.bfloat16
     with autocast_context(CPU, "fp32"):
         assert layer(x).dtype == torch.float32
+
+
+def test_step_time_is_the_fastest_timed_step_after_the_warm_up(monkeypatch):
+    from types import SimpleNamespace
+
+    # a fake clock: the warm-up step reads it once (start only), then timed steps of 1 s and 2 s
+    ticks = iter([0.0, 10.0, 11.0, 20.0, 22.0])
+    monkeypatch.setattr(precision_mod, "time", SimpleNamespace(perf_counter=lambda: next(ticks)))
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10), torch.nn.LogSoftmax(1))
+    batch, target = torch.randn(2, 1, 28, 28), torch.tensor([1, 2])
+    assert precision_mod.step_seconds(model, batch, target, CPU, "fp32", steps=2) == 1.0
+
+
+def test_auto_on_a_device_without_bf16_autocast_is_fp32_without_measuring(monkeypatch):
+    monkeypatch.setattr(precision_mod, "cpu_has_native_bf16", lambda: True)  # must not be consulted for MPS
+    monkeypatch.setattr(precision_mod, "measure_precisions", refuse_to_measure)
+    assert resolve_precision("auto", torch.device("mps"), "cnn") == ("fp32", "no bf16 autocast on mps")

@@ -57,3 +57,23 @@ def test_grid_draws_each_label_and_each_digit_in_its_panel(tmp_path):
         assert 0 < changed.sum() < 0.05 * changed.size
         assert base.shape[1] / 3 < cols.min() and cols.max() < 2 * base.shape[1] / 3
     assert np.nonzero(relabelled.any(1))[0].max() < np.nonzero(blanked.any(1))[0].min()  # title above digit
+
+
+def test_grid_shape_follows_the_digit_count_and_shows_ink_on_a_fixed_scale(tmp_path):
+    def render(images, name, columns=10):
+        path = save_digit_grid(images, torch.arange(len(images)), tmp_path / name, columns=columns)
+        with Image.open(path) as img:
+            return np.asarray(img.convert("L"), dtype=np.int16)
+
+    bright = torch.zeros(2, 28, 28, dtype=torch.uint8)
+    bright[:, 4:24, 12:16] = 255
+    # two digits make a two-column grid, not ten columns of mostly empty panels
+    assert render(bright, "two.png").shape == render(bright, "two_cols.png", columns=2).shape
+    assert render(bright, "two.png").shape[1] < 3 * render(bright, "two.png").shape[0]
+    # 0..255 is fixed: a dim (100) stroke is drawn dimmer than a full one, not stretched to white
+    dim = bright // 255 * 100
+    assert (np.abs(render(dim, "dim.png") - render(bright, "bright.png")) > 64).any()
+    # the last panel is drawn too
+    last_blank = bright.clone()
+    last_blank[1] = 0
+    assert (np.abs(render(last_blank, "last.png") - render(bright, "bright2.png")) > 64).any()

@@ -342,3 +342,55 @@ def test_compose_and_imagenet_normalize():
     ones = imagenet_normalize(torch.ones(2, 3, 1, 1))
     expected = torch.tensor([(1 - m) / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD, strict=True)])
     assert torch.allclose(ones[1, :, 0, 0], expected)
+
+
+# ------------------------------------------------------------------------------------------------ options and errors
+
+
+def test_middlebury_auto_resolution_case_test_split_and_bad_files(tmp_path):
+    root = make_middlebury(make_middlebury(tmp_path / "mb", "H"), "Q")
+    assert create_dataset("middlebury2014", root).resolution == "Q"  # auto: the smallest present, not F/H first
+    assert create_dataset("middlebury2014", root, resolution="h").resolution == "H"  # case-insensitive
+    # the testing split lives in testQ/, not trainingQ/, and has no ground truth
+    for f in ("im0.png", "im1.png"):
+        _img(root / "testQ" / "Australia" / f, 7)
+    test = create_dataset("middlebury2014", root, split="testing")
+    assert [p.name for p in test.samples] == ["Australia"] and not test.has_disparity
+    # nonocc=True without mask0nocc.png fails at discovery, naming the mask
+    (root / "trainingQ/Motorcycle/mask0nocc.png").unlink()
+    create_dataset("middlebury2014", root, resolution="Q")  # fine while the mask is not needed
+    with pytest.raises(VislabError, match="nonocc=True needs.*Motorcycle.*mask0nocc"):
+        create_dataset("middlebury2014", root, resolution="Q", nonocc=True)
+    # a mask of another size and a 3-channel PFM are errors, not silently broadcast/garbage disparities
+    Image.fromarray(np.full((H, W + 1), 255, np.uint8)).save(root / "trainingH/Adirondack/mask0nocc.png")
+    with pytest.raises(VislabError, match="mask .* is 21x12, disparity is 20x12"):
+        create_dataset("middlebury2014", root, resolution="H", nonocc=True)[0]
+    write_pfm(root / "trainingH/Motorcycle/disp0GT.pfm", np.ones((H, W, 3), np.float32))
+    with pytest.raises(VislabError, match="single-channel"):
+        create_dataset("middlebury2014", root, resolution="H")[1]
+
+
+def test_eth3d_calibration_and_missing_mask(tmp_path):
+    root = make_eth3d(tmp_path / "eth")
+    # calib.txt sits next to the images (two_view_training), not in the ground-truth folder
+    (root / "two_view_training/electro_1l/calib.txt").write_text(
+        "cam0=[20 0 5; 0 20 6; 0 0 1]\ncam1=[20 0 5; 0 20 6; 0 0 1]\ndoffs=0\n"
+        f"baseline=60\nwidth={W}\nheight={H}\nndisp=32\n")
+    calib = create_dataset("eth3d", root).calibration(1)
+    assert calib.focal == 20 and calib.ndisp == 32
+    (root / "two_view_training_gt/electro_1l/mask0nocc.png").unlink()
+    create_dataset("eth3d", root)  # the mask is only needed for nonocc
+    with pytest.raises(VislabError, match="nonocc=True needs.*electro_1l"):
+        create_dataset("eth3d", root, nonocc=True)
+
+
+def test_sceneflow_option_parsing(tmp_path):
+    root = make_sceneflow(tmp_path / "sf")
+    # "pass" (a Python keyword, as --dataset-opt pass=final gives it) selects the final pass
+    final = create_dataset("sceneflow", root, subsets=["driving"], **{"pass": "final"})
+    assert all("frames_finalpass" in str(p.left) for p in final.samples)
+    # a comma list with spaces and a trailing comma, as typed on the command line
+    both = create_dataset("sceneflow", root, subsets="driving, monkaa,")
+    assert sorted({p.name.split("/")[0] for p in both.samples}) == ["driving", "monkaa"]
+    with pytest.raises(VislabError, match="testing split is FlyingThings3D TEST only"):
+        create_dataset("sceneflow", root, split="testing", subsets="driving")

@@ -491,3 +491,21 @@ def test_colour_maps():
     assert colorize_confidence(np.array([[0.0, 1.0]]))[0, 1].sum() > colorize_confidence(np.array([[0.0]]))[0, 0].sum()
     err = colorize_error(np.array([[1.0, 9.0, 3.0]]), np.array([[1.0, 2.0, 0.0]]))
     assert err[0, 0].sum() < 40 and err[0, 1, 0] == 255 and (err[0, 2] == 64).all()
+
+
+def test_colour_map_scales_and_masks():
+    # default scale: the 99th percentile, so one outlier does not turn the whole map dark
+    disp = np.arange(1, 201, dtype=np.float32)[None]
+    disp[0, -1] = 1e4
+    top = colorize_disparity(np.array([[1.0]]), max_disp=1.0)[0, 0]  # the colour map's brightest colour
+    assert np.array_equal(colorize_disparity(disp)[0, 198], top)
+    # an explicit max_disp is used as given: 20 px at max_disp=40 looks like 10 px at max_disp=20
+    two = np.array([[10.0, 20.0]], dtype=np.float32)
+    assert np.array_equal(colorize_disparity(two, max_disp=40)[0, 1], colorize_disparity(two, max_disp=20)[0, 0])
+    assert not np.array_equal(colorize_disparity(two, max_disp=40)[0, 1], colorize_disparity(two)[0, 1])
+    # max_error sets where the error colour saturates; `valid` greys out pixels even where gt exists
+    gt = np.array([[1.0, 1.0]])
+    assert np.array_equal(colorize_error(np.array([[3.0, 1.0]]), gt, max_error=2.0)[0, 0],
+                          colorize_error(np.array([[6.0, 1.0]]), gt)[0, 0])
+    masked = colorize_error(np.array([[1.0, 9.0]]), gt, valid=np.array([[True, False]]))
+    assert (masked[0, 1] == 64).all() and masked[0, 0].sum() < 40

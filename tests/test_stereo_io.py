@@ -186,3 +186,20 @@ def test_read_image_errors(tmp_path):
 def test_read_mask(stereo_samples):
     mask = read_mask(stereo_samples / "middlebury2014/trainingQ/Motorcycle/mask0nocc.png")
     assert mask.shape == (497, 741) and set(np.unique(mask)) <= {0, 128, 255}
+
+
+def test_kitti_png_rounds_to_nearest_and_inf_is_invalid(tmp_path):
+    # round(d * 256), not truncation: 1.999 px is 511.7 -> 512; +inf is as invalid as NaN, not clipped to 65535
+    path = write_kitti_disparity(tmp_path / "r.png", np.array([[1.999, 2.001, np.inf, 300.0]]))
+    with Image.open(path) as im:
+        np.testing.assert_array_equal(np.asarray(im), [[512, 512, 0, 65535]])
+    assert read_kitti_disparity(path)[1].tolist() == [[True, True, False, True]]
+
+
+def test_read_mask_saved_as_rgb_is_single_channel(tmp_path):
+    # a mask re-saved by an editor as RGB is still read as one (H, W) channel
+    rgb = np.zeros((3, 4, 3), np.uint8)
+    rgb[1] = 255
+    Image.fromarray(rgb).save(tmp_path / "m.png")
+    mask = read_mask(tmp_path / "m.png")
+    assert mask.shape == (3, 4) and mask.dtype == np.uint8 and mask[1].tolist() == [255] * 4 and mask[0].max() == 0

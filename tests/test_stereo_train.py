@@ -1,5 +1,6 @@
 """The PSMNet training loop on tiny synthetic scenes: checkpoints, exact resume, NaN stop, configs, export."""
 
+import json
 import math
 
 import pytest
@@ -319,3 +320,41 @@ def test_loss_weights_and_mask():
     empty = psmnet_loss((out,), gt, torch.zeros_like(mask), (1.0,))
     empty.backward()
     assert empty.item() == 0 and out.grad is not None
+
+
+def _metrics_run(folder, rows, batch_size=None):
+    folder.mkdir(parents=True)
+    if batch_size is not None:
+        (folder / "config.json").write_text(json.dumps({"batch_size": batch_size}))
+    lines = ["iteration,loss,train_epe,val_epe,val_d1"] + [",".join(map(str, r)) for r in rows]
+    (folder / "metrics.csv").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+def test_curves_load_run_and_chained_offsets_on_hand_written_metrics(tmp_path, monkeypatch, capsys):
+    from vislab.stereo import curves
+
+    # a folder whose own name ends in ":7" is a folder, not "stage1 up to step 7"
+    s1 = _metrics_run(tmp_path / "stage1:7", [(1, 1.0, 2.0, "", ""), (2, "nan", "nan", "", ""),
+                                              (3, 0.5, 1.5, "", ""), (3, "", "", 4.0, 20.0)], batch_size=2)
+    s2 = _metrics_run(tmp_path / "stage2", [(1, 0.4, 1.0, "", ""), (2, 0.3, 0.9, 3.0, 15.0)])  # no config.json
+    run = curves.load_run(s1)
+    assert run["pairs"] == [2, 6] and run["loss"] == [1.0, 0.5]  # x in pairs (batch 2); the NaN step dropped
+    assert run["val_pairs"] == [6] and run["val_epe"] == [4.0] and run["val_d1"] == [20.0]
+    assert curves.load_run(s2)["pairs"] == [1, 2] and curves.load_run(s2)["val_pairs"] == [2]  # batch 1
+    figs = []
+    monkeypatch.setattr(curves, "save_figure", lambda fig, out: figs.append(fig) or out)
+    # stage "b" (stage2 up to step 0) has no rows: the next stage still starts where stage "a" ended
+    curves.plot_training_curves([s1, f"{s2}:0", s2], tmp_path / "c.png", smooth=1, labels=["a", "b", "c"])
+    lines = {ln.get_label(): ln for ax in figs[0].axes for ln in ax.get_lines()}
+    assert list(lines["c"].get_xdata()) == [7, 8] and list(lines["c EPE"].get_xdata()) == [8]
+    # the CLI's defaults reach the plot, and bad values / unreadable configs are one-line errors
+    calls = []
+    monkeypatch.setattr(curves, "plot_training_curves", lambda dirs, out, **kw: calls.append((dirs, out, kw)) or out)
+    assert cli(["stereo", "curves", str(s1), str(s2)]) == 0
+    assert calls[-1] == ([str(s1), str(s2)], "curves.png", {"smooth": 50, "labels": None})
+    assert cli(["stereo", "curves", str(s1), "--labels", "x", "y z"]) == 0 and calls[-1][2]["labels"] == ["x", "y z"]
+    assert cli(["stereo", "curves", str(s1), "--smooth", "0"]) == 2 and len(calls) == 2
+    (s1 / "config.json").write_text('{"batch": 2}')
+    with pytest.raises(VislabError, match="cannot read the metrics"):
+        curves.load_run(s1)
