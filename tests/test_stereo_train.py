@@ -218,7 +218,7 @@ def test_resuming_an_older_checkpoint_rewinds_the_csv_and_tensorboard_logs(tmp_p
     assert {"train/epe", "train/lr", "train/step_time"} <= set(events.Tags()["scalars"])
 
 
-def test_only_the_main_process_writes_last_pt(tmp_path):
+def test_only_the_main_process_writes_checkpoints(tmp_path):
     from vislab.stereo.models import create_model
 
     net = create_model("basic", max_disp=16)
@@ -229,7 +229,9 @@ def test_only_the_main_process_writes_last_pt(tmp_path):
         (tmp_path / folder).mkdir()
         run = train_module.Run(cfg, tmp_path / folder, torch.device("cpu"), net, net, optimizer, scheduler, 1, main)
         train_module.save_last(run)
-    assert not (tmp_path / "rank1" / "last.pt").exists() and (tmp_path / "rank0" / "last.pt").is_file()
+        train_module.save_final(run)
+    assert sorted(p.name for p in (tmp_path / "rank0").iterdir()) == ["final_fp16.pt", "last.pt"]
+    assert not any((tmp_path / "rank1").iterdir())
 
 
 def test_refuses_to_overwrite_a_run_and_to_resume_nothing(tmp_path, base_run):

@@ -145,6 +145,12 @@ def save_last(run: Run) -> None:
         save_atomic(checkpoint_dict(run), run.out / "last.pt")
 
 
+def save_final(run: Run) -> None:
+    """``final_fp16.pt``: the run's weights ready to ship (fp16, no optimizer), by the main process only."""
+    if run.main:
+        save_atomic(fp16_weights(checkpoint_dict(run), run.cfg.export_max_disp), run.out / "final_fp16.pt")
+
+
 def train_one_epoch(run: Run, dataset: torch.utils.data.Dataset) -> bool:
     """Train on the rest of ``run.epoch`` (from ``run.step_in_epoch``); False when the run stops early."""
     cfg = run.cfg
@@ -391,8 +397,8 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, distributed: bool) -> nn.M
             run.writer.close()
     if distributed:
         _check_ranks_in_sync(run)
+    save_final(run)
     if main:
-        save_atomic(fp16_weights(checkpoint_dict(run), cfg.export_max_disp), out / "final_fp16.pt")
         print(f"stopped at iteration {run.iteration} (epoch {run.epoch}); checkpoints in {out}", flush=True)
     return net
 
