@@ -37,13 +37,18 @@ def test_show_reads_another_copy_and_reports_bad_input(tmp_path, capsys, mnist_d
     assert f"wrote {tmp_path / 'grid.png'} " in capsys.readouterr().out and (tmp_path / "grid.png").is_file()
 
 
+def grid_pixels(images: torch.Tensor, labels: list[int], path, columns: int = 10) -> np.ndarray:
+    """``save_digit_grid``'s PNG as grey levels (int16, so that differences can be negative)."""
+    with Image.open(save_digit_grid(images, torch.tensor(labels), path, columns=columns)) as img:
+        return np.asarray(img.convert("L"), dtype=np.int16)
+
+
 def test_grid_draws_each_label_and_each_digit_in_its_panel(tmp_path):
     digits = torch.zeros(3, 28, 28, dtype=torch.uint8)
     digits[:, 4:24, 12:16] = 255  # three white bars
 
     def render(images, labels, name):
-        with Image.open(save_digit_grid(images, torch.tensor(labels), tmp_path / name, columns=3)) as img:
-            return np.asarray(img.convert("L"), dtype=np.int16)
+        return grid_pixels(images, labels, tmp_path / name, columns=3)
 
     base = render(digits, [1, 2, 3], "base.png")
     assert np.array_equal(base, render(digits, [1, 2, 3], "again.png"))
@@ -61,9 +66,7 @@ def test_grid_draws_each_label_and_each_digit_in_its_panel(tmp_path):
 
 def test_grid_shape_follows_the_digit_count_and_shows_ink_on_a_fixed_scale(tmp_path):
     def render(images, name, columns=10):
-        path = save_digit_grid(images, torch.arange(len(images)), tmp_path / name, columns=columns)
-        with Image.open(path) as img:
-            return np.asarray(img.convert("L"), dtype=np.int16)
+        return grid_pixels(images, list(range(len(images))), tmp_path / name, columns=columns)
 
     bright = torch.zeros(2, 28, 28, dtype=torch.uint8)
     bright[:, 4:24, 12:16] = 255

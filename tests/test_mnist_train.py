@@ -30,7 +30,13 @@ def full(mnist_dir) -> MnistSplits:
 @pytest.fixture(scope="module")
 def small(full) -> MnistSplits:
     """2,000 training and 500 test images of the real data, validation on the test part (val_size 0)."""
-    return MnistSplits(full.train_x[:2000], full.train_y[:2000], None, None, full.test_x[:500], full.test_y[:500])
+    return subset(full, 2000, 500)
+
+
+def subset(splits: MnistSplits, n_train: int, n_test: int = 100) -> MnistSplits:
+    """The first ``n_train`` training and ``n_test`` test images of ``splits``, validating on the test part."""
+    return MnistSplits(splits.train_x[:n_train], splits.train_y[:n_train], None, None,
+                       splits.test_x[:n_test], splits.test_y[:n_test])
 
 
 def quiet(_: str) -> None:
@@ -207,9 +213,7 @@ def test_muon_run_learns_and_resumes_exactly(tmp_path, small):
     b = load_checkpoint(tmp_path / "stopped" / "last.pt")
     assert [g["muon"] for g in a["optimizer"]["param_groups"]] == [True, False]
     # metrics.csv's lr is --lr's group (AdamW) at the start of each epoch: onecycle starts at peak / 25
-    with open(tmp_path / "straight" / "metrics.csv") as f:
-        first_lr = float(next(csv.DictReader(f))["lr"])
-    assert first_lr == pytest.approx(3e-3 / 25)
+    assert read_metrics_csv(tmp_path / "straight" / "metrics.csv")[0]["lr"] == pytest.approx(3e-3 / 25)
     for key, value in a["model"].items():
         assert torch.equal(value, b["model"][key]), key
 
@@ -291,7 +295,7 @@ def test_evaluate_averages_the_loss_per_sample_and_honours_precision(small):
 
 def test_evaluate_checkpoint_reports_fractional_epoch_and_per_true_class_accuracy(tmp_path, small, mnist_dir):
     # half an epoch on 400 images: 2 steps, a poor model whose confusion matrix is far from symmetric
-    part = MnistSplits(small.train_x[:400], small.train_y[:400], None, None, small.test_x[:100], small.test_y[:100])
+    part = subset(small, 400)
     train(mlp_config(epochs=0.5, augment=False), tmp_path / "run", splits=part, log=quiet)
     report = evaluate_checkpoint(tmp_path / "run" / "last.pt", str(mnist_dir), "cpu")
     assert report["epoch"] == 0.5 and report["n"] == 10000
@@ -338,14 +342,14 @@ def test_best_checkpoint_is_the_epoch_with_highest_validation_accuracy(tmp_path,
         return EvalResult(loss=1.0, accuracy=next(accuracies), correct=0, n=len(y), predictions=y)
 
     monkeypatch.setattr(train_module, "evaluate", fake_evaluate)
-    part = MnistSplits(small.train_x[:200], small.train_y[:200], None, None, small.test_x[:100], small.test_y[:100])
+    part = subset(small, 200)
     train(mlp_config(augment=False), tmp_path / "run", splits=part, log=quiet)
     assert load_checkpoint(tmp_path / "run" / "best.pt")["epoch"] == 1
     assert load_checkpoint(tmp_path / "run" / "last.pt")["best_acc"] == 60.0
 
 
 def test_resuming_from_an_older_checkpoint_rewrites_the_later_metrics_rows(tmp_path, small):
-    part = MnistSplits(small.train_x[:300], small.train_y[:300], None, None, small.test_x[:100], small.test_y[:100])
+    part = subset(small, 300)
     run = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
         train(mlp_config(augment=False), run, splits=part, log=StopAfter(1))

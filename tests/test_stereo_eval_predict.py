@@ -24,33 +24,28 @@ from vislab.stereo.transforms import imagenet_normalize
 from vislab.stereo.visualize import colorize_confidence, colorize_depth, colorize_disparity, colorize_error
 
 
-@pytest.fixture(scope="module")
-def tiny_ckpt(tmp_path_factory) -> Path:
-    """A random-weights basic PSMNet (max_disp 32) in vislab's checkpoint format."""
+def save_random_basic32(path: Path, last_layer_scale: float = 1.0) -> Path:
+    """A seeded random-weights basic PSMNet (max_disp 32) in vislab's checkpoint format."""
     from vislab.stereo.models import create_model
 
     torch.manual_seed(0)
     model = create_model("basic", max_disp=32)
-    path = tmp_path_factory.mktemp("ckpt") / "basic32.pt"
-    save_atomic({"model": model.state_dict(),
-                 "model_config": {"name": "basic", "max_disp": 32, "align_corners": False}}, path)
-    return path
+    with torch.no_grad():
+        model.classify[-1].weight.mul_(last_layer_scale)
+    return save_atomic({"model": model.state_dict(),
+                        "model_config": {"name": "basic", "max_disp": 32, "align_corners": False}}, path)
+
+
+@pytest.fixture(scope="module")
+def tiny_ckpt(tmp_path_factory) -> Path:
+    return save_random_basic32(tmp_path_factory.mktemp("ckpt") / "basic32.pt")
 
 
 @pytest.fixture(scope="module")
 def soft_ckpt(tmp_path_factory) -> Path:
     """tiny_ckpt's model with its last cost layer scaled by 1e-6: random weights give a one-hot softmax
     (confidence exactly 1 everywhere), this one spreads confidence over [0, 1] so thresholds drop pixels."""
-    from vislab.stereo.models import create_model
-
-    torch.manual_seed(0)
-    model = create_model("basic", max_disp=32)
-    with torch.no_grad():
-        model.classify[-1].weight.mul_(1e-6)
-    path = tmp_path_factory.mktemp("ckpt") / "soft32.pt"
-    save_atomic({"model": model.state_dict(),
-                 "model_config": {"name": "basic", "max_disp": 32, "align_corners": False}}, path)
-    return path
+    return save_random_basic32(tmp_path_factory.mktemp("ckpt") / "soft32.pt", last_layer_scale=1e-6)
 
 
 @pytest.fixture(scope="module")

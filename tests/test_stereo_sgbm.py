@@ -28,11 +28,15 @@ def test_fill_background_by_hand():
     np.testing.assert_array_equal(fill_background(np.full((2, 3), nan)), np.zeros((2, 3)))
 
 
+def texture(h, w, seed=0):
+    """Blurred colour noise in [0, 1]: texture SGBM can match."""
+    tex = cv2.GaussianBlur(np.random.default_rng(seed).uniform(0, 1, (h, w, 3)), (0, 0), 1.0)
+    return (tex - tex.min()) / (tex.max() - tex.min())
+
+
 def test_sgbm_recovers_a_constant_shift():
-    rng = np.random.default_rng(0)
     shift, h, w = 9, 60, 160
-    tex = cv2.GaussianBlur(rng.uniform(0, 1, (h, w + shift, 3)), (0, 0), 1.0)
-    tex = (tex - tex.min()) / (tex.max() - tex.min())
+    tex = texture(h, w + shift)
     left, right = tex[:, :w], tex[:, shift:shift + w]  # left[x] == right[x - shift]
     raw = sgbm_raw(left, right, max_disp=32)
     inner = raw[10:-10, 40:-10]
@@ -40,12 +44,6 @@ def test_sgbm_recovers_a_constant_shift():
     assert np.nanmedian(inner) == pytest.approx(shift, abs=0.25)
     dense = sgbm_disparity(left, right, max_disp=32)
     assert np.isfinite(dense).all() and np.median(dense) == pytest.approx(shift, abs=0.25)
-
-
-def texture(h, w, seed=0):
-    """Blurred colour noise in [0, 1]: texture SGBM can match."""
-    tex = cv2.GaussianBlur(np.random.default_rng(seed).uniform(0, 1, (h, w, 3)), (0, 0), 1.0)
-    return (tex - tex.min()) / (tex.max() - tex.min())
 
 
 def test_max_disp_not_a_multiple_of_16_is_rounded_up():
