@@ -6,6 +6,7 @@ import math
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -89,38 +90,49 @@ def parse_dataset_options(items: list[str] | None) -> dict[str, Any]:
     return out
 
 
-def build_predictor(args: argparse.Namespace) -> tuple[PredictFn, dict[str, Any]]:
-    """The predict_fn and a config record for ``--method``/``--weights``/``--max-disp`` (shared by the CLIs)."""
-    if getattr(args, "method", "psmnet") == "sgbm":
+def build_predictor(*, method: str = "psmnet", weights: str | Path | None = None, max_disp: int | None = None,
+                    align_corners: bool = False, device: str = "auto") -> tuple[PredictFn, dict[str, Any]]:
+    """The predict_fn and a config record for a method (``psmnet`` or ``sgbm``) and its options.
+
+    Shared by ``vislab stereo eval`` and ``submit``; the options mean what the CLI flags of the same names mean.
+    """
+    if method == "sgbm":
         from vislab.stereo.sgbm import SGBM_PARAMS, sgbm_predict_fn
 
-        max_disp = sgbm_max_disp(args)
-        return sgbm_predict_fn(max_disp), {"method": "sgbm", "max_disp": max_disp, **SGBM_PARAMS}
-    model, info, device = load_model(args)
-    return psmnet_predict_fn(model, device), {"method": "psmnet", **info, "device": str(device)}
+        sgbm_disp = sgbm_max_disp(max_disp, weights)
+        return sgbm_predict_fn(sgbm_disp), {"method": "sgbm", "max_disp": sgbm_disp, **SGBM_PARAMS}
+    if method != "psmnet":
+        raise VislabError(f"unknown method {method!r}; choose psmnet or sgbm")
+    model, info, torch_device = load_model(weights, max_disp=max_disp, align_corners=align_corners, device=device)
+    return psmnet_predict_fn(model, torch_device), {"method": "psmnet", **info, "device": str(torch_device)}
 
 
-def sgbm_max_disp(args: argparse.Namespace) -> int:
-    """``--max-disp`` for ``--method sgbm`` (default 192), refusing flags that only apply to PSMNet."""
-    if getattr(args, "weights", None) is not None:
+def sgbm_max_disp(max_disp: int | None = None, weights: str | Path | None = None) -> int:
+    """The disparity range for SGBM (default 192), refusing options that only apply to PSMNet."""
+    if weights is not None:
         raise VislabError("--weights selects a PSMNet checkpoint; it cannot be combined with --method sgbm")
-    if args.max_disp is None:
+    if max_disp is None:
         return DEFAULT_MAX_DISP
-    if args.max_disp <= 0:
-        raise VislabError(f"--max-disp must be positive, got {args.max_disp}")
-    return args.max_disp
+    if max_disp <= 0:
+        raise VislabError(f"--max-disp must be positive, got {max_disp}")
+    return max_disp
 
 
-def load_model(args: argparse.Namespace) -> tuple[torch.nn.Module, dict[str, Any], torch.device]:
-    """Load the PSMNet named by ``--weights`` (default: the shipped model) on ``--device``."""
+def load_model(weights: str | Path | None = None, *, max_disp: int | None = None, align_corners: bool = False,
+               device: str | torch.device = "auto") -> tuple[torch.nn.Module, dict[str, Any], torch.device]:
+    """Load the PSMNet checkpoint ``weights`` (None: the shipped model) on ``device`` (picked once here).
+
+    ``align_corners=True`` forces the upsampling the first released weights were trained with; False keeps
+    what the checkpoint records.
+    """
     from vislab.stereo.models import load_stereo_model
 
-    device = pick_device(args.device)
-    if args.max_disp is not None and (args.max_disp <= 0 or args.max_disp % 4):
-        raise VislabError(f"--max-disp must be a positive multiple of 4, got {args.max_disp}")
-    model, info = load_stereo_model(args.weights, device, max_disp=args.max_disp,
-                                    align_corners=True if args.align_corners else None)
-    return model, info, device
+    torch_device = device if isinstance(device, torch.device) else pick_device(device)
+    if max_disp is not None and (max_disp <= 0 or max_disp % 4):
+        raise VislabError(f"--max-disp must be a positive multiple of 4, got {max_disp}")
+    model, info = load_stereo_model(weights, torch_device, max_disp=max_disp,
+                                    align_corners=True if align_corners else None)
+    return model, info, torch_device
 
 
 def _fmt(v: float, pct: bool = False) -> str:
@@ -168,7 +180,7 @@ def run_eval(args: argparse.Namespace) -> int:
         raise VislabError(f"dataset {args.dataset!r} needs --root DIR")
     split = default_eval_split(args.dataset, getattr(args, "split", None))
     dataset = create_dataset(args.dataset, args.root, split=split, **options)
-    predict_fn, config = build_predictor(args)
+    predict_fn, config = build_predictor(**predictor_options(args))
     max_disp = int(config["max_disp"])
     results = evaluate(predict_fn, dataset, max_disp=max_disp, limit=args.limit)
     to_stdout = args.json_path == "-"
@@ -190,6 +202,12 @@ def run_eval(args: argparse.Namespace) -> int:
             write_json(record, args.json_path)
             print(f"wrote {args.json_path}", file=out)
     return 0
+
+
+def predictor_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The keyword arguments of ``build_predictor`` from the shared model flags of eval/predict/submit."""
+    return {"method": getattr(args, "method", "psmnet"), "weights": args.weights, "max_disp": args.max_disp,
+            "align_corners": bool(args.align_corners), "device": args.device}
 
 
 def default_eval_split(dataset: str, split: str | None) -> str:

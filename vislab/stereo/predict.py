@@ -4,11 +4,13 @@ import argparse
 import resource
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 
 from vislab.core.errors import VislabError
 from vislab.core.logging import make_output_dir
@@ -31,39 +33,116 @@ class Camera:
     cy: float
 
 
-def camera_from_args(args: argparse.Namespace, width: int, height: int) -> Camera | None:
-    """``--calib`` (Middlebury calib.txt) or ``--focal`` + ``--baseline`` (principal point at the centre)."""
-    if args.calib:
-        calib = read_calib(args.calib)
-        if (calib.width, calib.height) != (width, height):
-            raise VislabError(f"calibration {args.calib} is for {calib.width}x{calib.height} images, "
-                              f"the pair is {width}x{height}")
-        return Camera(calib.focal, calib.baseline, calib.doffs, calib.cx, calib.cy)
-    if (args.focal is None) != (args.baseline is None):
+def camera_from_options(width: int, height: int, *, calib: str | Path | None = None, focal: float | None = None,
+                        baseline: float | None = None) -> Camera | None:
+    """The camera from a Middlebury ``calib.txt``, or from ``focal`` + ``baseline`` (principal point at the
+    centre); None when neither is given."""
+    if calib:
+        c = read_calib(calib)
+        if (c.width, c.height) != (width, height):
+            raise VislabError(f"calibration {calib} is for {c.width}x{c.height} images, the pair is {width}x{height}")
+        return Camera(c.focal, c.baseline, c.doffs, c.cx, c.cy)
+    if (focal is None) != (baseline is None):
         raise VislabError("depth needs both --focal and --baseline (or --calib)")
-    if args.focal is not None:
-        if args.focal <= 0 or args.baseline <= 0:
-            raise VislabError(f"--focal and --baseline must be positive, got {args.focal} and {args.baseline}")
-        return Camera(args.focal, args.baseline, 0.0, (width - 1) / 2.0, (height - 1) / 2.0)
+    if focal is not None and baseline is not None:
+        if focal <= 0 or baseline <= 0:
+            raise VislabError(f"--focal and --baseline must be positive, got {focal} and {baseline}")
+        return Camera(focal, baseline, 0.0, (width - 1) / 2.0, (height - 1) / 2.0)
     return None
 
 
-def predict_pair(left: np.ndarray, right: np.ndarray, args: argparse.Namespace
-                 ) -> tuple[np.ndarray, np.ndarray | None, dict]:
-    """Run ``--method`` on (H, W, 3) [0, 1] images -> (disparity, confidence or None, info)."""
-    if args.method == "sgbm":
+@dataclass(frozen=True)
+class StereoPrediction:
+    """What ``predict_disparity`` returns.
+
+    ``disparity``: float32 (H, W) in pixels of the left image; ``confidence``: float32 (H, W) in [0, 1] (the
+    network's probability mass around its estimate; None for SGBM); ``seconds``: wall time of the prediction
+    (model loading excluded); ``info``: method, max_disp and, for PSMNet, the checkpoint's name/path/source.
+    """
+
+    disparity: np.ndarray
+    confidence: np.ndarray | None
+    seconds: float
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+ImageInput = np.ndarray | Image.Image | str | Path
+
+
+def as_rgb_image(image: ImageInput, what: str = "image") -> np.ndarray:
+    """A path, PIL image or array (grey/RGB/RGBA, uint8/uint16 or float in [0, 1]) as float32 RGB (H, W, 3)."""
+    if isinstance(image, str | Path):
+        return read_image(image)
+    if isinstance(image, Image.Image):
+        image = np.asarray(image.convert("RGB") if image.mode not in ("I;16", "I") else image)
+    array = np.asarray(image)
+    if array.ndim == 2:
+        array = np.repeat(array[..., None], 3, axis=2)
+    if array.ndim != 3 or array.shape[2] not in (3, 4) or min(array.shape[:2]) < 1:
+        raise VislabError(f"{what} must be an (H, W), (H, W, 3) or (H, W, 4) image, got shape {array.shape}")
+    array = array[..., :3]
+    if array.dtype == np.uint8:
+        return array.astype(np.float32) / 255.0
+    if array.dtype == np.uint16:
+        return array.astype(np.float32) / 65535.0
+    array = array.astype(np.float32)
+    if not np.isfinite(array).all() or array.min() < 0 or array.max() > 1:
+        raise VislabError(f"{what}: a float image must hold finite values in [0, 1]")
+    return np.ascontiguousarray(array)
+
+
+_MODEL_CACHE: dict[tuple, tuple[torch.nn.Module, dict[str, Any], torch.device]] = {}
+
+
+def _cached_model(weights: str | Path | None, max_disp: int | None, align_corners: bool, device: str
+                  ) -> tuple[torch.nn.Module, dict[str, Any], torch.device]:
+    """Load a checkpoint once per process (an app or a notebook predicts many pairs with the same weights)."""
+    stamp = None
+    if weights is not None and Path(weights).is_file():
+        stat = Path(weights).stat()
+        stamp = (str(Path(weights).resolve()), stat.st_mtime_ns, stat.st_size)
+    key = (str(weights), stamp, max_disp, align_corners, device)
+    if key not in _MODEL_CACHE:
+        if len(_MODEL_CACHE) >= 4:
+            _MODEL_CACHE.pop(next(iter(_MODEL_CACHE)))
+        _MODEL_CACHE[key] = load_model(weights, max_disp=max_disp, align_corners=align_corners, device=device)
+    return _MODEL_CACHE[key]
+
+
+def predict_disparity(left: ImageInput, right: ImageInput, *, weights: str | Path | None = None,
+                      method: str = "psmnet", max_disp: int | None = None, align_corners: bool = False,
+                      device: str = "auto") -> StereoPrediction:
+    """Disparity (and, for PSMNet, confidence) of a rectified stereo pair.
+
+    ``left``/``right``: paths, PIL images or arrays of the same size. ``method``: ``psmnet`` (``weights``: a
+    checkpoint vislab loads, default the shipped model) or ``sgbm`` (OpenCV's semi-global matching baseline).
+    ``max_disp``: the disparity range (PSMNet: a multiple of 4, default the checkpoint's; SGBM: default 192).
+    Raises ``VislabError`` with a one-line message on bad input.
+    """
+    left_rgb, right_rgb = as_rgb_image(left, "left image"), as_rgb_image(right, "right image")
+    if left_rgb.shape != right_rgb.shape:
+        raise VislabError(f"left/right size mismatch: left is {left_rgb.shape[1]}x{left_rgb.shape[0]}, "
+                          f"right is {right_rgb.shape[1]}x{right_rgb.shape[0]}")
+    if method == "sgbm":
         from vislab.stereo.sgbm import sgbm_disparity
 
-        max_disp = sgbm_max_disp(args)
-        return sgbm_disparity(left, right, max_disp), None, {"method": "sgbm", "max_disp": max_disp}
-    model, info, device = load_model(args)
+        sgbm_range = sgbm_max_disp(max_disp, weights)
+        start = time.perf_counter()
+        disp = sgbm_disparity(left_rgb, right_rgb, sgbm_range)
+        return StereoPrediction(disp, None, time.perf_counter() - start, {"method": "sgbm", "max_disp": sgbm_range})
+    if method != "psmnet":
+        raise VislabError(f"unknown method {method!r}; choose psmnet or sgbm")
+    model, info, torch_device = _cached_model(weights, max_disp, align_corners, device)
 
     def prep(img: np.ndarray) -> torch.Tensor:
-        return imagenet_normalize(torch.from_numpy(img.transpose(2, 0, 1)).to(device)).unsqueeze(0)
+        return imagenet_normalize(torch.from_numpy(img.transpose(2, 0, 1)).to(torch_device)).unsqueeze(0)
 
-    disp, conf = model.infer(prep(left), prep(right), return_confidence=True)
+    start = time.perf_counter()
+    disp, conf = model.infer(prep(left_rgb), prep(right_rgb), return_confidence=True)
+    disp_np = disp[0].float().cpu().numpy()
     conf_np = conf[0].float().cpu().numpy() if conf is not None else None
-    return disp[0].float().cpu().numpy(), conf_np, {"method": "psmnet", **info}
+    return StereoPrediction(disp_np, conf_np, time.perf_counter() - start,
+                            {"method": "psmnet", **info, "device": str(torch_device)})
 
 
 def peak_memory_mb() -> float:
@@ -109,15 +188,15 @@ def run_predict(args: argparse.Namespace) -> int:
         raise VislabError(f"left/right size mismatch: {args.left} is {left.shape[1]}x{left.shape[0]}, "
                           f"{args.right} is {right.shape[1]}x{right.shape[0]}")
     h, w = left.shape[:2]
-    camera = camera_from_args(args, w, h)
+    camera = camera_from_options(w, h, calib=args.calib, focal=args.focal, baseline=args.baseline)
     if example and camera is None:
         camera = example_camera
     if args.ply and camera is None:
         raise VislabError("--ply needs the camera: give --calib calib.txt or --focal F --baseline B")
 
-    start = time.perf_counter()
-    disp, conf, info = predict_pair(left, right, args)
-    seconds = time.perf_counter() - start
+    result = predict_disparity(left, right, weights=args.weights, method=args.method, max_disp=args.max_disp,
+                               align_corners=bool(args.align_corners), device=args.device)
+    disp, conf, info, seconds = result.disparity, result.confidence, result.info, result.seconds
 
     out = make_output_dir(args.out)
     stem = Path(args.left).stem
@@ -160,7 +239,8 @@ def run_predict(args: argparse.Namespace) -> int:
         print(note)
     for path in written:
         print(f"wrote {path}")
-    print(f"time {seconds:.2f} s, peak memory {peak_memory_mb():.0f} MB (process maximum resident set size)")
+    print(f"time {seconds:.2f} s (prediction, model loading excluded), "
+          f"peak memory {peak_memory_mb():.0f} MB (process maximum resident set size)")
     if torch.cuda.is_available() and torch.cuda.max_memory_allocated() > 0:
         print(f"peak GPU memory {torch.cuda.max_memory_allocated() / 2**20:.0f} MB")
     return 0

@@ -15,7 +15,7 @@ import numpy as np
 from vislab.core.errors import VislabError
 from vislab.core.logging import make_output_dir, progress
 from vislab.stereo.datasets import StereoDataset, create_dataset
-from vislab.stereo.evaluate import PredictFn, build_predictor
+from vislab.stereo.evaluate import PredictFn, build_predictor, predictor_options
 from vislab.stereo.io import write_kitti_disparity
 from vislab.stereo.metrics import MetricAccumulator
 
@@ -54,7 +54,7 @@ def write_submission(predict_fn: PredictFn, dataset: StereoDataset, out: str | P
 def run_submit(args: argparse.Namespace) -> int:
     """Write the submission folder and zip; on ``--split training`` also print D1/EPE of what was written."""
     dataset = create_dataset(args.dataset, args.root, split=args.split)
-    predict_fn, config = build_predictor(args)
+    predict_fn, config = build_predictor(**predictor_options(args))
     disp_dir, zip_path, acc = write_submission(predict_fn, dataset, args.out, int(config["max_disp"]))
     print(f"{config['method']}: wrote {len(dataset)} disparity maps to {disp_dir}")
     print(f"wrote {zip_path} (upload this to the KITTI {args.dataset[-4:]} stereo benchmark)")
