@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-
 from test_stereo_eval_predict import save_random_basic32
+
 from vislab.core.errors import VislabError
 from vislab.stereo import predict as predict_module
 from vislab.stereo import predict_disparity
