@@ -1,9 +1,21 @@
-"""``vislab mnist predict``: classify photos or drawings of single digits with a trained checkpoint."""
+"""Classify photos or drawings of single digits: the typed API (``predict_digit``) and ``vislab mnist predict``.
+
+``predict_digit`` is what the app and the notebooks call; the CLI is a thin caller of the same functions::
+
+    from vislab.mnist.predict import predict_digit
+    for r in predict_digit("my_digit.png"):        # the shipped mlp and cnn unless checkpoints=[...]
+        print(r.model, r.digit, r.probabilities[r.digit])
+    r.image                                        # the 28x28 image the model saw (after preprocessing)
+"""
+
+from __future__ import annotations
 
 import argparse
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
@@ -12,12 +24,34 @@ from vislab.core.errors import VislabError, require_file
 from vislab.mnist.data import MEAN, STD, preprocess_digit_image
 from vislab.mnist.models import load_mnist_model
 
+DigitInput = str | os.PathLike | Image.Image | np.ndarray
+
 
 @dataclass
 class Prediction:
     path: str
     digit: int
     probabilities: list[float]
+
+
+@dataclass(frozen=True)
+class DigitResult:
+    """One model's reading of one digit image.
+
+    Attributes:
+        model: the model's registry name (``mlp``, ``cnn``, ...).
+        checkpoint: the checkpoint file the weights came from.
+        digit: the most likely digit.
+        probabilities: the ten class probabilities (sum 1).
+        image: float32 (28, 28) in [0, 1], light ink on black: the preprocessed image the model saw,
+            before the ``(x - MEAN) / STD`` normalisation.
+    """
+
+    model: str
+    checkpoint: str
+    digit: int
+    probabilities: list[float]
+    image: np.ndarray
 
 
 def read_digit_image(path: str | Path) -> torch.Tensor:
@@ -35,11 +69,84 @@ def read_digit_image(path: str | Path) -> torch.Tensor:
     return (x - MEAN) / STD
 
 
+def default_checkpoints() -> list[Path]:
+    """The MNIST checkpoints shipped inside the package (``mlp`` and ``cnn``), those that exist."""
+    from vislab.mnist.pretrained import shipped_checkpoints
+
+    return shipped_checkpoints()
+
+
+# Loaded models by (resolved path, modification time, size, device): the app classifies every drawing with
+# the same few checkpoints, and reloading them each time would cost more than the forward pass.
+_MODEL_CACHE: dict[tuple[str, int, int, str], tuple[torch.nn.Module, dict]] = {}
+
+
+def load_cached_model(checkpoint: str | os.PathLike, device: torch.device) -> tuple[torch.nn.Module, dict]:
+    """``load_mnist_model`` with a cache that notices a checkpoint rewritten in place."""
+    path = Path(checkpoint)
+    require_file(path, "checkpoint")
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size, str(device))
+    if key not in _MODEL_CACHE:
+        if len(_MODEL_CACHE) >= 16:  # a long-running app given many checkpoints over time: bound the memory
+            _MODEL_CACHE.pop(next(iter(_MODEL_CACHE)))
+        _MODEL_CACHE[key] = load_mnist_model(path, device)
+    return _MODEL_CACHE[key]
+
+
+def _as_image(image: DigitInput) -> Image.Image | np.ndarray:
+    """A path is opened (VislabError naming it when unreadable); images and arrays pass through."""
+    if isinstance(image, (Image.Image, np.ndarray)):
+        return image
+    path = Path(image)
+    require_file(path, "image")
+    try:
+        with Image.open(path) as img:
+            img.load()
+            return img.copy()
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise VislabError(f"cannot read image {path}: {type(exc).__name__}: {exc}") from None
+
+
+@torch.no_grad()
+def predict_digit(image: DigitInput, *, checkpoints: list[str | os.PathLike] | None = None,
+                  device: str = "auto") -> list[DigitResult]:
+    """Read one digit image with each model.
+
+    Args:
+        image: a path, a PIL image or an array (grey or RGB(A), uint8 or float; dark-on-light or
+            light-on-dark), as ``preprocess_digit_image`` accepts.
+        checkpoints: vislab MNIST checkpoints to use, in order; None means the shipped ``mlp`` and ``cnn``.
+        device: ``auto``, ``cpu``, ``cuda`` or ``mps``.
+
+    Returns:
+        one ``DigitResult`` per checkpoint, in the order given.
+
+    Raises:
+        VislabError: the image is unreadable or empty (no digit stands out), a checkpoint is missing or not
+            an MNIST checkpoint, or no checkpoint is available at all.
+    """
+    paths = [Path(c) for c in checkpoints] if checkpoints is not None else default_checkpoints()
+    if not paths:
+        raise VislabError("no MNIST checkpoint given and none shipped in vislab/mnist/pretrained")
+    seen = preprocess_digit_image(_as_image(image))  # (1, 28, 28) in [0, 1], shared by every model
+    dev = pick_device(device)
+    batch = ((seen - MEAN) / STD).unsqueeze(0).to(dev)
+    picture = seen[0].numpy().astype(np.float32)
+    results = []
+    for path in paths:
+        model, ckpt = load_cached_model(path, dev)
+        probs = model(batch)[0].float().exp().cpu()
+        results.append(DigitResult(str(ckpt.get("model_name", "?")), str(path), int(probs.argmax()),
+                                   probs.tolist(), picture))
+    return results
+
+
 @torch.no_grad()
 def predict_images(checkpoint: str | Path, paths: list[str], device_name: str = "auto") -> list[Prediction]:
-    """The most likely digit and all ten probabilities for each image in ``paths``."""
+    """The most likely digit and all ten probabilities for each image in ``paths`` (one batch, one model)."""
     device = pick_device(device_name)
-    model, _ = load_mnist_model(checkpoint, device)
+    model, _ = load_cached_model(checkpoint, device)
     batch = torch.stack([read_digit_image(p) for p in paths]).to(device)
     probs = model(batch).float().exp().cpu()
     return [Prediction(str(p), int(pr.argmax()), pr.tolist()) for p, pr in zip(paths, probs, strict=True)]
