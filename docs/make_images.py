@@ -30,6 +30,16 @@ IMAGES = Path(__file__).resolve().parent / "images"
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def shrink(path: Path) -> Path:
+    """Store a picture with a 256-colour palette: a third of the bytes, no visible change for these plots."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        small = image.convert("RGB").quantize(256)
+    small.save(path, optimize=True)
+    return path
+
+
 def mnist_curves(epochs: float = 6, out: Path = IMAGES / "mnist_curves.png") -> Path:
     """Train (or reuse) short ``mlp`` and ``cnn`` runs with a held-out validation set and plot their curves."""
     from vislab.core.logging import pyplot, read_metrics_csv, save_figure
@@ -52,9 +62,10 @@ def mnist_curves(epochs: float = 6, out: Path = IMAGES / "mnist_curves.png") -> 
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
         ax.legend()
-    fig.suptitle(f"MNIST, default recipes shortened to {epochs:g} epochs, 5,000 held-out training images")
+    fig.suptitle(f"MNIST: the mlp and cnn recipes run for {epochs:g} epochs, validated on 5,000 held-out "
+                 "training images\n(the cnn trains with label smoothing, so its loss stays higher)", fontsize=10)
     fig.tight_layout()
-    return save_figure(fig, out)
+    return shrink(save_figure(fig, out))
 
 
 def stereo_motorcycle(out: Path = IMAGES / "stereo_motorcycle.png") -> Path:
@@ -78,7 +89,7 @@ def stereo_motorcycle(out: Path = IMAGES / "stereo_motorcycle.png") -> Path:
         ax.set_title(title, fontsize=9)
         ax.axis("off")
     fig.tight_layout()
-    return save_figure(fig, out)
+    return shrink(save_figure(fig, out))
 
 
 def lab_notebook(notebook: Path, out: Path = IMAGES / "lab_notebook.png") -> Path | None:
@@ -92,7 +103,7 @@ def lab_notebook(notebook: Path, out: Path = IMAGES / "lab_notebook.png") -> Pat
         subprocess.run(["jupyter", "nbconvert", "--to", "html", "--output", str(html), str(notebook)], check=True)
         subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
                         "--window-size=1000,1300", f"--screenshot={out}", html.as_uri()], check=True)
-    return out
+    return shrink(out)
 
 
 def main() -> None:
