@@ -104,6 +104,12 @@ def add_parser(labs: argparse._SubParsersAction) -> None:
     p.add_argument("--synthetic-size", type=int, default=None, help="synthetic scenes per epoch (default 1000)")
     p.add_argument("--val-limit", type=int, default=None, help="validate on the first N pairs only")
     p.add_argument("--photometric", action="store_true", help="colour jitter on top of the random crop")
+    p.add_argument("--asymmetric", action="store_true",
+                   help="colour, gamma and blur drawn independently for each view (replaces --photometric)")
+    p.add_argument("--loss", default=None, choices=("smoothl1", "adl"),
+                   help="smoothl1 (the paper, default) or adl (adaptive multi-modal cross-entropy)")
+    p.add_argument("--synthetic-style", default=None, choices=("objects", "real", "mixed"),
+                   help="synthetic training scenes: objects (default), real (ground plane, small disparities), mixed")
     p.add_argument("--iters", type=int, default=None, help="stop after N optimizer steps in total")
     p.add_argument("--save-every", type=int, default=None, help="write last.pt every N steps")
     p.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm under torchrun")

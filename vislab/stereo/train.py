@@ -37,7 +37,7 @@ from vislab.core.memory import retain_freed_memory
 from vislab.core.seed import get_rng_state, seed_everything, set_rng_state
 from vislab.stereo.configs import TrainConfig, lr_factor, parse_crop, resolve_config
 from vislab.stereo.curves import plot_training_curves
-from vislab.stereo.loss import OUTPUT_WEIGHTS, disparity_mask, psmnet_loss
+from vislab.stereo.loss import OUTPUT_WEIGHTS, adl_loss, disparity_mask, expected_disparity, psmnet_loss
 
 CSV_FIELDS = ("iteration", "epoch", "loss", "train_epe", "lr", "step_time", "val_epe", "val_d1", "val_bad3")
 
@@ -49,12 +49,14 @@ def build_train_dataset(cfg: TrainConfig) -> torch.utils.data.Dataset:
     from vislab.stereo.datasets import create_dataset
     from vislab.stereo.transforms import train_transform
 
-    transform = train_transform(crop=cfg.crop, photometric=cfg.photometric)
+    transform = train_transform(crop=cfg.crop, photometric=cfg.photometric, asymmetric=cfg.asymmetric)
     parts = []
     for name, root in zip(cfg.datasets, cfg.roots, strict=True):
         kwargs: dict[str, Any] = {"seed": cfg.seed}
         if name == "synthetic":
             kwargs.update(size=cfg.synthetic_size, height=cfg.crop[0], width=cfg.crop[1], max_disp=cfg.max_disp)
+            if cfg.synthetic_style != "objects":  # (so configs without the field build the same dataset)
+                kwargs["style"] = cfg.synthetic_style
         parts.append(create_dataset(name, root, split="training", transform=transform, **kwargs))
     return parts[0] if len(parts) == 1 else torch.utils.data.ConcatDataset(parts)
 
@@ -169,10 +171,18 @@ def train_one_epoch(run: Run, dataset: torch.utils.data.Dataset) -> bool:
         left, right = (_normalize(batch[k].to(run.device, non_blocking=True)) for k in ("left", "right"))
         disp = batch["disp"].to(run.device, non_blocking=True)
         mask = disparity_mask(disp, batch["valid"].to(run.device), cfg.max_disp)
-        outputs = run.model(left, right)
-        loss = psmnet_loss(outputs, disp, mask, weights)
+        if cfg.loss == "adl":
+            logits = run.model(left, right, return_logits=True)
+            loss = adl_loss(logits, disp, mask, weights)
+            with torch.no_grad():  # the logged training EPE stays the soft-argmin's, comparable across losses
+                final = expected_disparity(logits[-1])
+            del logits
+        else:
+            outputs = run.model(left, right)
+            loss = psmnet_loss(outputs, disp, mask, weights)
+            final = outputs[-1]
         with torch.no_grad():
-            epe = (outputs[-1] - disp).abs()[mask].mean() if mask.any() else torch.zeros((), device=run.device)
+            epe = (final - disp).abs()[mask].mean() if mask.any() else torch.zeros((), device=run.device)
             # One all-reduce per step: the logged mean loss/EPE and whether any rank was asked to stop.
             stats = dist_utils.all_reduce_mean(torch.stack([loss.detach(), epe, torch.tensor(
                 float(run.stop_requested), device=run.device)]).float())
@@ -450,6 +460,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         "device": args.device if args.device != "auto" else None,
         "synthetic_size": getattr(args, "synthetic_size", None), "val_limit": getattr(args, "val_limit", None),
         "photometric": getattr(args, "photometric", False) or None,
+        "asymmetric": getattr(args, "asymmetric", False) or None, "loss": getattr(args, "loss", None),
+        "synthetic_style": getattr(args, "synthetic_style", None),
     }
     return resolve_config(args.config, overrides)
 

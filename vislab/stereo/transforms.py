@@ -7,6 +7,7 @@ reproducible whatever the number of data-loader workers. Images stay in [0, 1]: 
 ``imagenet_normalize`` just before the model (``model.infer`` expects normalised input).
 """
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -91,15 +92,20 @@ def _pad_bottom_right(t: torch.Tensor, pad_h: int, pad_w: int) -> torch.Tensor:
 class PhotometricAugment:
     """Random brightness, contrast, saturation and gamma; with ``asymmetric_prob`` each view gets its own.
 
-    Asymmetric changes mimic the exposure differences between real stereo cameras. Geometry is untouched, so
-    the disparity and mask pass through unchanged.
+    Asymmetric changes mimic the exposure differences between real stereo cameras. With ``blur_prob`` each
+    view is, independently, blurred by a Gaussian of a random sigma in ``blur_sigma`` (focus and motion
+    differences between the two cameras). Geometry is untouched, so the disparity and mask pass through
+    unchanged.
     """
 
     def __init__(self, brightness: float = 0.2, contrast: float = 0.2, saturation: float = 0.2,
-                 gamma: tuple[float, float] = (0.8, 1.2), asymmetric_prob: float = 0.2):
+                 gamma: tuple[float, float] = (0.8, 1.2), asymmetric_prob: float = 0.2, blur_prob: float = 0.0,
+                 blur_sigma: tuple[float, float] = (0.3, 1.5)):
         self.brightness, self.contrast, self.saturation = brightness, contrast, saturation
         self.gamma = gamma
         self.asymmetric_prob = asymmetric_prob
+        self.blur_prob = blur_prob
+        self.blur_sigma = blur_sigma
 
     def _params(self, gen: np.random.Generator) -> tuple[float, float, float, float]:
         return (float(gen.uniform(1 - self.brightness, 1 + self.brightness)),
@@ -123,16 +129,47 @@ class PhotometricAugment:
         out = dict(sample)
         out["left"] = self._apply(sample["left"], params_left)
         out["right"] = self._apply(sample["right"], params_right)
+        if self.blur_prob > 0:  # drawn after the colour parameters, so blur_prob=0 keeps the old random stream
+            for key in ("left", "right"):
+                if gen.random() < self.blur_prob:
+                    out[key] = gaussian_blur(out[key], float(gen.uniform(*self.blur_sigma)))
         return out
 
     def __repr__(self) -> str:
         return (f"PhotometricAugment(brightness={self.brightness}, contrast={self.contrast}, "
-                f"saturation={self.saturation}, gamma={self.gamma}, asymmetric_prob={self.asymmetric_prob})")
+                f"saturation={self.saturation}, gamma={self.gamma}, asymmetric_prob={self.asymmetric_prob}, "
+                f"blur_prob={self.blur_prob}, blur_sigma={self.blur_sigma})")
 
 
-def train_transform(crop: tuple[int, int] = (256, 512), photometric: bool = False) -> Compose:
-    """PSMNet's training augmentation: a random ``crop`` (paper: 256x512), optionally photometric jitter."""
+def gaussian_blur(img: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur of a (C, H, W) image (reflect padding, radius 3 sigma)."""
+    radius = max(1, int(math.ceil(3 * sigma)))
+    x = torch.arange(-radius, radius + 1, dtype=img.dtype, device=img.device)
+    kernel = torch.exp(-0.5 * (x / sigma) ** 2)
+    kernel = kernel / kernel.sum()
+    c = img.shape[0]
+    out = img.unsqueeze(0)
+    out = F.conv2d(F.pad(out, (radius, radius, 0, 0), mode="replicate"), kernel.view(1, 1, 1, -1).expand(c, 1, 1, -1),
+                   groups=c)
+    out = F.conv2d(F.pad(out, (0, 0, radius, radius), mode="replicate"), kernel.view(1, 1, -1, 1).expand(c, 1, -1, 1),
+                   groups=c)
+    return out.squeeze(0)
+
+
+def asymmetric_augment() -> PhotometricAugment:
+    """Colour, gamma and blur drawn independently for the two views every time (FCStereo-style asymmetric
+    augmentation: the network cannot rely on the views' colours matching exactly, only on structure)."""
+    return PhotometricAugment(brightness=0.3, contrast=0.3, saturation=0.3, gamma=(0.7, 1.4), asymmetric_prob=1.0,
+                              blur_prob=0.3, blur_sigma=(0.3, 1.2))
+
+
+def train_transform(crop: tuple[int, int] = (256, 512), photometric: bool = False,
+                    asymmetric: bool = False) -> Compose:
+    """PSMNet's training augmentation: a random ``crop`` (paper: 256x512), optionally photometric jitter
+    (``photometric``: mostly the same for both views) or asymmetric colour/gamma/blur (``asymmetric``)."""
     transforms: list[Callable[[Sample, np.random.Generator], Sample]] = [RandomCrop(*crop)]
-    if photometric:
+    if asymmetric:
+        transforms.append(asymmetric_augment())
+    elif photometric:
         transforms.append(PhotometricAugment())
     return Compose(transforms)

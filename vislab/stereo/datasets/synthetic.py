@@ -217,8 +217,12 @@ def _sample_row(tex: np.ndarray, xs: np.ndarray) -> np.ndarray:
     return tex[rows, x0] * (1 - frac) + tex[rows, x0 + 1] * frac
 
 
+STYLES = ("objects", "real", "mixed")
+
+
 def render_scene(seed: int | tuple[int, ...] | np.random.Generator, height: int, width: int, max_disp: int = 64,
-                 n_objects: tuple[int, int] = (4, 12), photometric: bool = True) -> dict[str, np.ndarray]:
+                 n_objects: tuple[int, int] = (4, 12), photometric: bool = True,
+                 style: str = "objects") -> dict[str, np.ndarray]:
     """Render one random scene.
 
     Args:
@@ -227,6 +231,10 @@ def render_scene(seed: int | tuple[int, ...] | np.random.Generator, height: int,
         max_disp: disparities lie in ``[0.5, 0.9 * max_disp]``.
         n_objects: inclusive range of the number of foreground objects.
         photometric: apply per-view gain/bias/gamma/noise differences (off: right = left warped exactly).
+        style: ``"objects"`` (the original scenes: objects anywhere in the disparity range, FlyingThings3D-like),
+            ``"real"`` (disparity statistics closer to driving and indoor scenes: a far background, a slanted
+            ground plane below a horizon in most scenes, objects whose disparities are mostly small, so far
+            fewer pixels lack a match), or ``"mixed"`` (either, with equal probability, drawn from the seed).
 
     Returns:
         ``left``, ``right``: float32 (H, W, 3) in [0, 1]; ``disp``: float32 (H, W) left disparity, exact;
@@ -235,7 +243,14 @@ def render_scene(seed: int | tuple[int, ...] | np.random.Generator, height: int,
     """
     if height < 1 or width < 1 or max_disp < 2:
         raise VislabError(f"synthetic: invalid scene size {width}x{height} or max_disp {max_disp}")
+    if style not in STYLES:
+        raise VislabError(f"synthetic: unknown style {style!r}; choose one of {', '.join(STYLES)}")
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    if style == "mixed":
+        style = "real" if rng.random() < 0.5 else "objects"
+    if style == "real":
+        layers, canvas_w = _real_layers(rng, height, width, max_disp, n_objects)
+        return _render(rng, layers, height, width, canvas_w, photometric)
     d_min, d_max = 0.5, 0.9 * max_disp
     canvas_w = width + int(np.ceil(d_max)) + 2  # the right view looks up to d_max px right of the left view
     diag = float(np.hypot(canvas_w, height))
@@ -254,7 +269,55 @@ def render_scene(seed: int | tuple[int, ...] | np.random.Generator, height: int,
         plane = _plane(rng, (cx, cy), 1.3 * radius, lo, d_max, 0.3 * (d_max - d_min))
         layers.append({"shape": _random_shape(rng, cx, cy, radius), "plane": plane,
                        "tex": random_texture(rng, height, canvas_w)})
+    return _render(rng, layers, height, width, canvas_w, photometric)
 
+
+def _real_layers(rng: np.random.Generator, height: int, width: int, max_disp: int,
+                 n_objects: tuple[int, int]) -> tuple[list[dict[str, Any]], int]:
+    """Layers of a ``style="real"`` scene (see :func:`render_scene`); returns (layers, canvas width).
+
+    Real pairs (KITTI, Middlebury, most indoor and driving scenes) have most pixels at small disparities, a
+    large slanted ground plane whose disparity grows linearly towards the bottom of the image, and few large
+    disparities; the "objects" scenes spread disparities uniformly up to 0.9 * max_disp, so about 30 % of their
+    pixels have no match in the right view.
+    """
+    d_min, d_max = 0.5, 0.9 * max_disp
+    span = d_max - d_min
+    canvas_w = width + int(np.ceil(d_max)) + 2
+    diag = float(np.hypot(canvas_w, height))
+    # Far background: the smallest disparities, nearly fronto-parallel.
+    bg_hi = d_min + rng.uniform(0.02, 0.15) * span
+    layers = [{"shape": {"kind": "background"},
+               "plane": _plane(rng, (canvas_w / 2, height / 2), diag / 2, d_min, bg_hi, 0.5 * (bg_hi - d_min)),
+               "tex": random_texture(rng, height, canvas_w)}]
+    d_far = layers[0]["plane"][0] + layers[0]["plane"][2] * height / 2 + layers[0]["plane"][1] * canvas_w / 2
+    if rng.random() < 0.8:
+        # Ground plane: a full-cover layer with d = d_far at the horizon row, rising to d_bottom at the last
+        # row; above the horizon its disparity is below the background's, so the z-buffer hides it there.
+        horizon = rng.uniform(0.25, 0.65) * height
+        d_bottom = d_min + rng.uniform(0.1, 0.6) * span
+        c = (d_bottom - d_far) / max(height - horizon, 1.0)
+        b = float(rng.uniform(-0.02, 0.02))  # a slight roll/yaw of the road against the camera
+        a = d_far - c * horizon - b * canvas_w / 2
+        layers.append({"shape": {"kind": "background"}, "plane": (float(a), b, float(c)),
+                       "tex": random_texture(rng, height, canvas_w)})
+    size = min(height, width)
+    for _ in range(int(rng.integers(max(1, n_objects[0] - 2), max(2, n_objects[1] - 4) + 1))):
+        cx = rng.uniform(-0.1 * width, width + 0.2 * d_max)
+        cy = rng.uniform(0.0, 1.05 * height)
+        radius = size * rng.uniform(0.08, 0.45)
+        # Mostly small disparities: u**2 puts half the objects in the nearest quarter of the range's far end.
+        lo = d_min + (rng.uniform(0.02, 0.7) ** 2) * span
+        hi = min(d_max, lo + 0.35 * span)
+        plane = _plane(rng, (cx, cy), 1.3 * radius, lo, hi, 0.3 * span)
+        layers.append({"shape": _random_shape(rng, cx, cy, radius), "plane": plane,
+                       "tex": random_texture(rng, height, canvas_w)})
+    return layers, canvas_w
+
+
+def _render(rng: np.random.Generator, layers: list[dict[str, Any]], height: int, width: int, canvas_w: int,
+            photometric: bool) -> dict[str, np.ndarray]:
+    """Z-buffer the layers into both views (the geometry described in the module docstring)."""
     ys, xs = np.mgrid[0:height, 0:width].astype(np.float64)
 
     def zbuffer(x_of_layer: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
@@ -323,7 +386,8 @@ class SyntheticStereo(StereoDataset):
 
     def __init__(self, root: str | Path | None = None, split: str = "training", transform: Transform | None = None,
                  seed: int = 0, size: int = 1000, height: int = 256, width: int = 512, max_disp: int = 64,
-                 photometric: bool = True, resample_each_epoch: bool | None = None, nonocc: bool = False):
+                 photometric: bool = True, resample_each_epoch: bool | None = None, nonocc: bool = False,
+                 style: str = "objects"):
         # No files to discover: the base class's constructor is not used.
         self.root = None
         self.split = split
@@ -334,6 +398,9 @@ class SyntheticStereo(StereoDataset):
         if self.size < 1:
             raise VislabError(f"synthetic: size must be positive, got {size}")
         self.photometric = photometric
+        if style not in STYLES:
+            raise VislabError(f"synthetic: unknown style {style!r}; choose one of {', '.join(STYLES)}")
+        self.style = style  # "objects" (the original held-out scenes), "real" or "mixed": see render_scene
         self.nonocc = bool(nonocc)  # ground truth only where the left pixel is visible in the right view
         self.resample_each_epoch = split == "training" if resample_each_epoch is None else resample_each_epoch
         self.samples = []
@@ -349,7 +416,7 @@ class SyntheticStereo(StereoDataset):
         if not 0 <= index < self.size:
             raise IndexError(index)
         scene = render_scene(self.scene_seed(index), self.height, self.width, self.max_disp,
-                             photometric=self.photometric)
+                             photometric=self.photometric, style=self.style)
         disp = scene["disp"]
         valid = (disp > 0) & (disp < self.max_disp)
         if self.nonocc:
@@ -363,8 +430,9 @@ class SyntheticStereo(StereoDataset):
         }
 
     def __repr__(self) -> str:
+        style = "" if self.style == "objects" else f", style={self.style}"
         return (f"SyntheticStereo(n={self.size}, size={self.width}x{self.height}, max_disp={self.max_disp}, "
-                f"seed={self.seed})")
+                f"seed={self.seed}{style})")
 
 
 # ------------------------------------------------------------------------------------------ SceneFlow tree

@@ -24,7 +24,14 @@ from vislab.stereo.models.blocks import cbr_3d, convbn_3d, init_official
 from vislab.stereo.models.fast import fused_inference_copy
 from vislab.stereo.models.feature import FeatureExtraction
 from vislab.stereo.models.hourglass import Hourglass
-from vislab.stereo.models.volume import build_concat_volume, regress_chunked, soft_argmin
+from vislab.stereo.models.volume import (
+    DEFAULT_ESTIMATOR_WINDOW,
+    ESTIMATORS,
+    build_concat_volume,
+    regress_chunked,
+    soft_argmin,
+    upsampled_logits,
+)
 
 PAD_MULTIPLE = 16
 
@@ -57,6 +64,10 @@ class PSMNet(nn.Module):
         self.max_disp = max_disp
         self.align_corners = bool(align_corners)
         self.feature_extraction = FeatureExtraction(self.align_corners)
+        # How ``infer`` turns the softmax over disparities into one value (not part of the weights): the
+        # paper's soft-argmin by default, so official checkpoints keep their published numbers.
+        self.estimator = "softargmin"
+        self.estimator_window = DEFAULT_ESTIMATOR_WINDOW
         # (key, fused copy) for the inference fast path; a tuple so nn.Module does not register it.
         self._fast_cache: tuple | None = None
 
@@ -109,11 +120,14 @@ class PSMNet(nn.Module):
             x = layer(x)
         return x
 
-    def forward(self, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
+    def forward(self, left: torch.Tensor, right: torch.Tensor,
+                return_logits: bool = False) -> torch.Tensor | tuple[torch.Tensor, ...]:
         """(B, 3, H, W) ImageNet-normalised RGB pair -> disparity (B, H, W) of the left image.
 
         In training mode returns a tuple of full-resolution predictions (3 for stackhourglass, 1 for
-        basic); in eval mode the final prediction.
+        basic); in eval mode the final prediction. With ``return_logits`` (training mode only) the tuple
+        holds the full-resolution logits (B, D, H, W) instead, whose softmax over D the soft-argmin
+        averages: for losses on the whole distribution (ADL).
         """
         if not self.training:
             if torch.is_grad_enabled():
@@ -130,6 +144,9 @@ class PSMNet(nn.Module):
             raise VislabError(f"training on {h}x{w} images needs a batch size above 1, or crops of at least 512 px "
                               "in height or width (the 64x64 SPP branch would pool to a single value)")
         costs = self._costs(left, right, all_costs=True, channels_last=left.device.type == "cpu")
+        if return_logits:
+            return tuple(upsampled_logits(c, self.max_disp, size, (top, top + h), (0, w), self.align_corners)
+                         for c in costs)
         return tuple(soft_argmin(c, self.max_disp, size, (top, top + h), (0, w), self.align_corners) for c in costs)
 
     def _predict_autograd(self, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
@@ -141,9 +158,14 @@ class PSMNet(nn.Module):
         cost = self._costs(left, right, all_costs=False, channels_last=left.device.type == "cpu")[-1]
         return soft_argmin(cost, self.max_disp, (h + top, w + rpad), (top, top + h), (0, w), self.align_corners)
 
-    def _predict(self, left: torch.Tensor, right: torch.Tensor,
-                 return_confidence: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def _predict(self, left: torch.Tensor, right: torch.Tensor, return_confidence: bool,
+                 estimator: str | None = None,
+                 window: int | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The lean path (no autograd): fused BN, channels-last 3D on CPU, chunked regression."""
+        estimator = self.estimator if estimator is None else estimator
+        window = self.estimator_window if window is None else window
+        if estimator not in ESTIMATORS:
+            raise VislabError(f"unknown disparity estimator {estimator!r}; choose one of {', '.join(ESTIMATORS)}")
         self._check_pair(left, right)
         h, w = left.shape[-2:]
         top, rpad = self._pads(h, w)
@@ -154,17 +176,20 @@ class PSMNet(nn.Module):
         del left, right
         cost = cost.contiguous()
         return regress_chunked(cost, self.max_disp, (h + top, w + rpad), (top, h + top), (0, w),
-                               self.align_corners, return_confidence)
+                               self.align_corners, return_confidence, estimator=estimator, window=int(window))
 
     @torch.inference_mode()
-    def infer(self, left: torch.Tensor, right: torch.Tensor,
-              return_confidence: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def infer(self, left: torch.Tensor, right: torch.Tensor, return_confidence: bool = True,
+              estimator: str | None = None, window: int | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Disparity (B, H, W) and confidence (B, H, W) in [0, 1] (or None) for any image size.
 
         Always uses eval-mode semantics (BatchNorm running statistics), whatever ``self.training``
-        is. Confidence = softmax probability mass within ±2 px of the estimated disparity.
+        is. ``estimator`` (default ``self.estimator``, itself ``"softargmin"`` unless set) is
+        ``"softargmin"`` or ``"dominant"`` with a ``window`` of ± that many px (default
+        ``self.estimator_window``); see :func:`~vislab.stereo.models.volume.regress_chunked`. Confidence
+        follows it: the probability mass within ±2 px of the soft-argmin, or inside the dominant window.
         """
-        return self._predict(left, right, return_confidence)
+        return self._predict(left, right, return_confidence, estimator, window)
 
     def channels_last_3d_(self) -> "PSMNet":
         """Store the 3D convolutions' weights in ``torch.channels_last_3d`` layout, in place; returns self.
@@ -186,6 +211,7 @@ class PSMNet(nn.Module):
         key = (device, tuple((t.data_ptr(), t._version) for t in tensors))
         if self._fast_cache is None or self._fast_cache[0] != key:
             copy = type(self)(self.max_disp, self.align_corners).to(device=device, dtype=tensors[0].dtype)
+            copy.estimator, copy.estimator_window = self.estimator, self.estimator_window
             copy.load_state_dict(self.state_dict())
             self._fast_cache = (key, fused_inference_copy(copy, channels_last=device.type == "cpu"))
         return self._fast_cache[1]

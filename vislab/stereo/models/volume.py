@@ -9,8 +9,15 @@ with a confidence map), ``soft_argmin`` with an analytic backward (training).
 import torch
 import torch.nn.functional as F
 
-# Confidence = softmax probability mass within this many pixels of the regressed disparity.
+from vislab.core.errors import VislabError
+
+# Confidence = softmax probability mass within this many pixels of the regressed disparity (soft-argmin).
 CONFIDENCE_RADIUS = 2.0
+
+# Disparity estimators on the softmax over disparities (see ``regress_chunked``).
+ESTIMATORS = ("softargmin", "dominant")
+# Half-width in pixels of the dominant-mode window (the issue's ±4 px).
+DEFAULT_ESTIMATOR_WINDOW = 4
 
 
 def build_concat_volume(left: torch.Tensor, right: torch.Tensor, num_disp: int,
@@ -100,7 +107,8 @@ def _softmax_bands(cost_w: torch.Tensor, d_matrix: torch.Tensor, out_h: int, row
 
 def regress_chunked(cost: torch.Tensor, max_disp: int, size: tuple[int, int], rows: tuple[int, int],
                     cols: tuple[int, int], align_corners: bool, return_confidence: bool = True,
-                    chunk_elements: int = 1 << 24) -> tuple[torch.Tensor, torch.Tensor | None]:
+                    chunk_elements: int = 1 << 24, estimator: str = "softargmin",
+                    window: int = DEFAULT_ESTIMATOR_WINDOW) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Fused trilinear upsample + softmax + regression for the output window ``rows`` x ``cols`` only.
 
     ``size`` is the full (padded) output size the cost is upsampled to; only the requested window is
@@ -110,9 +118,20 @@ def regress_chunked(cost: torch.Tensor, max_disp: int, size: tuple[int, int], ro
     matrix product, which gives the same values as one trilinear ``F.interpolate`` up to float rounding.
     No autograd graph is recorded (see :func:`soft_argmin` for the differentiable version).
 
-    Confidence is the softmax probability mass within ``CONFIDENCE_RADIUS`` px of the estimate:
-    near 1 for a sharp single peak, low for flat or multi-modal matching costs.
+    ``estimator``: ``"softargmin"`` (the paper: the expectation over all disparities) or ``"dominant"``
+    (the disparity ``k`` whose window ``[k - window, k + window]`` holds the most probability mass, then the
+    expectation inside that window only). The soft-argmin averages every mode of the softmax, so at a depth
+    edge it returns a disparity between foreground and background that belongs to neither; the dominant mode
+    keeps the more probable side.
+
+    Confidence follows the estimator: for soft-argmin the softmax probability mass within
+    ``CONFIDENCE_RADIUS`` px of the estimate, for dominant the mass inside the chosen window; near 1 for a
+    sharp single peak, low for flat or multi-modal matching costs.
     """
+    if estimator not in ESTIMATORS:
+        raise VislabError(f"unknown disparity estimator {estimator!r}; choose one of {', '.join(ESTIMATORS)}")
+    if int(window) < 0:
+        raise VislabError(f"the dominant-mode window must be >= 0 px, got {window}")
     b, d4, h4, w4 = cost.shape
     dev, dt = cost.device, cost.dtype
     cost_w = _lerp_along(cost, 3, _linear_taps(w4, size[1], cols[0], cols[1], align_corners, dev, dt))
@@ -123,13 +142,43 @@ def regress_chunked(cost: torch.Tensor, max_disp: int, size: tuple[int, int], ro
     confidence = cost.new_empty(b, n_rows, n_cols) if return_confidence else None
     for r0, r1, _, _, weights in _softmax_bands(cost_w, d_matrix, size[0], rows, align_corners, chunk_elements):
         total = weights.sum(dim=1)
-        est = torch.matmul(disp_values, weights).div_(total).view(b, r1 - r0, n_cols)
         out = slice(r0 - rows[0], r1 - rows[0])
+        if estimator == "dominant":
+            est, mass = _dominant_mode(weights, int(window))
+            disparity[:, out] = est.view(b, r1 - r0, n_cols)
+            if confidence is not None:
+                confidence[:, out] = mass.div_(total).view(b, r1 - r0, n_cols)
+            continue
+        est = torch.matmul(disp_values, weights).div_(total).view(b, r1 - r0, n_cols)
         disparity[:, out] = est
         if confidence is not None:
             mass = _mass_near(weights.view(b, max_disp, r1 - r0, n_cols), est, max_disp)
             confidence[:, out] = mass.div_(total.view_as(mass))
     return disparity, confidence
+
+
+def _dominant_mode(weights: torch.Tensor, window: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Dominant-mode disparity of unnormalised softmax weights (B, D, N) -> (estimate (B, N), window mass (B, N)).
+
+    The window ``[k - window, k + window]`` (clipped to [0, D - 1]) with the largest summed weight is chosen
+    (ties: the smallest ``k``); the estimate is the weighted mean of the disparities inside it.
+    """
+    b, d, n = weights.shape
+    # Window sums for every centre from one cumulative sum (float64: the sums subtract large partial sums).
+    csum = F.pad(weights.to(torch.float64).cumsum(dim=1), (0, 0, 1, 0))  # (B, D + 1, N), csum[:, 0] = 0
+    centres = torch.arange(d, device=weights.device)
+    hi = (centres + window + 1).clamp(max=d)
+    lo = (centres - window).clamp(min=0)
+    mass_all = csum.index_select(1, hi) - csum.index_select(1, lo)  # (B, D, N)
+    best = mass_all.argmax(dim=1, keepdim=True)  # (B, 1, N)
+    mass = mass_all.gather(1, best).squeeze(1).to(weights.dtype)
+    offsets = torch.arange(-window, window + 1, device=weights.device).view(1, -1, 1)
+    idx = best + offsets  # (B, 2w + 1, N)
+    inside = (idx >= 0) & (idx < d)
+    picked = weights.gather(1, idx.clamp(0, d - 1)) * inside
+    first = (picked * idx.to(weights.dtype)).sum(dim=1)
+    est = first / picked.sum(dim=1).clamp_min(torch.finfo(weights.dtype).tiny)
+    return est, mass
 
 
 class _SoftArgmin(torch.autograd.Function):
@@ -193,3 +242,14 @@ def _mass_near(weights: torch.Tensor, est: torch.Tensor, max_disp: int) -> torch
     inside = (idx >= 0) & (idx < max_disp) & ((idx.to(est.dtype) - est.unsqueeze(1)).abs() <= r)
     picked = weights.gather(1, idx.clamp(0, max_disp - 1))
     return (picked * inside).sum(dim=1)
+
+
+def upsampled_logits(cost: torch.Tensor, max_disp: int, size: tuple[int, int], rows: tuple[int, int],
+                     cols: tuple[int, int], align_corners: bool) -> torch.Tensor:
+    """The full-resolution logits (B, D, rows, cols) whose softmax :func:`soft_argmin` takes the expectation of.
+
+    For losses on the whole disparity distribution (cross-entropy, ADL); plain autograd through
+    ``F.interpolate``, so it keeps the (D, H, W) volume for the backward pass: meant for training crops.
+    """
+    up = F.interpolate(cost.unsqueeze(1), size=(max_disp, *size), mode="trilinear", align_corners=align_corners)
+    return up.squeeze(1)[:, :, rows[0]:rows[1], cols[0]:cols[1]]
