@@ -63,6 +63,7 @@ class Report:
     hint: str = ""
     rows: list[Row] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    expected_label: str = "expected (lab)"
 
     def fail(self, summary: str, hint: str = "", status: str = FAILED) -> Report:
         """Mark the report failed (or not attempted) with a one-line summary and a hint; returns self."""
@@ -88,7 +89,7 @@ class Report:
             lines += [f"  + {note}" for note in self.notes]
             return "\n".join(lines)
         if self.rows:
-            lines += _table(self.rows)
+            lines += _table(self.rows, self.expected_label)
         lines.append(f"  {self.summary}")
         if self.hint:
             lines.append(f"  Hint: {self.hint}")
@@ -103,8 +104,8 @@ class Report:
         return self.status == PASSED
 
 
-def _table(rows: list[Row]) -> list[str]:
-    header = Row("layer", "expected (lab)", "yours")
+def _table(rows: list[Row], expected_label: str) -> list[str]:
+    header = Row("layer", expected_label, "yours")
     widths = [max(len(getattr(r, f)) for r in [header, *rows]) for f in ("layer", "expected", "actual")]
     out = []
     for r in [header, *rows]:
