@@ -297,7 +297,8 @@ def test_cli_predict_psmnet_confidence_and_point_filters(crops, soft_ckpt, tmp_p
     model = load_stereo_model(soft_ckpt, "cpu")[0]
     prep = [imagenet_normalize(torch.from_numpy(np.asarray(Image.open(p).convert("RGB"), np.float32)
                                                 .transpose(2, 0, 1) / 255))[None] for p in (left, right)]
-    ref_disp, ref_conf = model.infer(*prep, return_confidence=True)
+    # (the CLI's default estimator is the dominant mode, window +-4 px; issue 12)
+    ref_disp, ref_conf = model.infer(*prep, return_confidence=True, estimator="dominant", window=4)
     np.testing.assert_allclose(conf, ref_conf[0].numpy(), atol=1e-5)
     np.testing.assert_allclose(disp, ref_disp[0].numpy(), atol=1e-4)
     full, colours = read_ply(out / "im0.ply")

@@ -25,6 +25,11 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--align-corners", action="store_true",
                    help="upsample with align_corners=True, as the first released weights were trained")
     p.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
+    p.add_argument("--estimator", default=None, choices=("softargmin", "dominant"),
+                   help="PSMNet disparity from the softmax: dominant (default: the mean inside the most probable "
+                        "+-window) or softargmin (the paper's mean over all disparities)")
+    p.add_argument("--estimator-window", type=int, default=None,
+                   help="half-width in px of the dominant estimator's window (default 4)")
 
 
 def add_parser(labs: argparse._SubParsersAction) -> None:

@@ -23,7 +23,8 @@ PredictFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 DEFAULT_MAX_DISP = 192
 
 
-def psmnet_predict_fn(model: torch.nn.Module, device: torch.device | str) -> PredictFn:
+def psmnet_predict_fn(model: torch.nn.Module, device: torch.device | str, estimator: str | None = None,
+                      estimator_window: int | None = None) -> PredictFn:
     """Wrap a PSMNet for ``evaluate``: (3, H, W) [0, 1] left/right -> (H, W) disparity on the CPU.
 
     Normalises with ImageNet statistics, adds the batch dimension and calls ``model.infer`` (eval-mode
@@ -34,7 +35,7 @@ def psmnet_predict_fn(model: torch.nn.Module, device: torch.device | str) -> Pre
     def predict(left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
         l_in = imagenet_normalize(left.to(device, torch.float32)).unsqueeze(0)
         r_in = imagenet_normalize(right.to(device, torch.float32)).unsqueeze(0)
-        disp, _ = model.infer(l_in, r_in, return_confidence=False)
+        disp, _ = model.infer(l_in, r_in, return_confidence=False, estimator=estimator, window=estimator_window)
         return disp[0].float().cpu()
 
     return predict
@@ -91,7 +92,8 @@ def parse_dataset_options(items: list[str] | None) -> dict[str, Any]:
 
 
 def build_predictor(*, method: str = "psmnet", weights: str | Path | None = None, max_disp: int | None = None,
-                    align_corners: bool = False, device: str = "auto") -> tuple[PredictFn, dict[str, Any]]:
+                    align_corners: bool = False, device: str = "auto", estimator: str | None = None,
+                    estimator_window: int | None = None) -> tuple[PredictFn, dict[str, Any]]:
     """The predict_fn and a config record for a method (``psmnet`` or ``sgbm``) and its options.
 
     Shared by ``vislab stereo eval`` and ``submit``; the options mean what the CLI flags of the same names mean.
@@ -104,7 +106,24 @@ def build_predictor(*, method: str = "psmnet", weights: str | Path | None = None
     if method != "psmnet":
         raise VislabError(f"unknown method {method!r}; choose psmnet or sgbm")
     model, info, torch_device = load_model(weights, max_disp=max_disp, align_corners=align_corners, device=device)
-    return psmnet_predict_fn(model, torch_device), {"method": "psmnet", **info, "device": str(torch_device)}
+    # PSMNet's estimator (None: DEFAULT_ESTIMATOR); SGBM above has no softmax to choose from.
+    estimator, estimator_window = resolve_estimator(estimator, estimator_window)
+    return (psmnet_predict_fn(model, torch_device, estimator, estimator_window),
+            {"method": "psmnet", **info, "device": str(torch_device), "estimator": estimator,
+             "estimator_window": estimator_window})
+
+
+def resolve_estimator(estimator: str | None, window: int | None) -> tuple[str, int]:
+    """``(estimator, window)`` with the defaults filled in, validated (one-line VislabError)."""
+    from vislab.stereo.models.volume import DEFAULT_ESTIMATOR, DEFAULT_ESTIMATOR_WINDOW, ESTIMATORS
+
+    estimator = DEFAULT_ESTIMATOR if estimator is None else estimator
+    window = DEFAULT_ESTIMATOR_WINDOW if window is None else int(window)
+    if estimator not in ESTIMATORS:
+        raise VislabError(f"unknown --estimator {estimator!r}; choose one of {', '.join(ESTIMATORS)}")
+    if window < 0:
+        raise VislabError(f"--estimator-window must be >= 0 px, got {window}")
+    return estimator, window
 
 
 def sgbm_max_disp(max_disp: int | None = None, weights: str | Path | None = None) -> int:
@@ -207,7 +226,8 @@ def run_eval(args: argparse.Namespace) -> int:
 def predictor_options(args: argparse.Namespace) -> dict[str, Any]:
     """The keyword arguments of ``build_predictor`` from the shared model flags of eval/predict/submit."""
     return {"method": getattr(args, "method", "psmnet"), "weights": args.weights, "max_disp": args.max_disp,
-            "align_corners": bool(args.align_corners), "device": args.device}
+            "align_corners": bool(args.align_corners), "device": args.device,
+            "estimator": getattr(args, "estimator", None), "estimator_window": getattr(args, "estimator_window", None)}
 
 
 def default_eval_split(dataset: str, split: str | None) -> str:

@@ -14,7 +14,7 @@ from PIL import Image
 
 from vislab.core.errors import VislabError
 from vislab.core.logging import make_output_dir
-from vislab.stereo.evaluate import load_model, sgbm_max_disp
+from vislab.stereo.evaluate import load_model, resolve_estimator, sgbm_max_disp
 from vislab.stereo.geometry import depth_to_points, discontinuity_mask, disparity_to_depth, write_ply
 from vislab.stereo.io import read_calib, read_image, write_image, write_kitti_disparity, write_pfm
 from vislab.stereo.metrics import stereo_metrics
@@ -111,12 +111,15 @@ def _cached_model(weights: str | Path | None, max_disp: int | None, align_corner
 
 def predict_disparity(left: ImageInput, right: ImageInput, *, weights: str | Path | None = None,
                       method: str = "psmnet", max_disp: int | None = None, align_corners: bool = False,
-                      device: str = "auto") -> StereoPrediction:
+                      device: str = "auto", estimator: str | None = None,
+                      estimator_window: int | None = None) -> StereoPrediction:
     """Disparity (and, for PSMNet, confidence) of a rectified stereo pair.
 
     ``left``/``right``: paths, PIL images or arrays of the same size. ``method``: ``psmnet`` (``weights``: a
     checkpoint vislab loads, default the shipped model) or ``sgbm`` (OpenCV's semi-global matching baseline).
     ``max_disp``: the disparity range (PSMNet: a multiple of 4, default the checkpoint's; SGBM: default 192).
+    ``estimator``: PSMNet's disparity from its softmax, ``"dominant"`` (default: the mean inside the most
+    probable ± ``estimator_window`` px, default 4) or ``"softargmin"`` (the paper's); the confidence follows it.
     Raises ``VislabError`` with a one-line message on bad input.
     """
     left_rgb, right_rgb = as_rgb_image(left, "left image"), as_rgb_image(right, "right image")
@@ -133,16 +136,19 @@ def predict_disparity(left: ImageInput, right: ImageInput, *, weights: str | Pat
     if method != "psmnet":
         raise VislabError(f"unknown method {method!r}; choose psmnet or sgbm")
     model, info, torch_device = _cached_model(weights, max_disp, align_corners, device)
+    estimator, estimator_window = resolve_estimator(estimator, estimator_window)
 
     def prep(img: np.ndarray) -> torch.Tensor:
         return imagenet_normalize(torch.from_numpy(img.transpose(2, 0, 1)).to(torch_device)).unsqueeze(0)
 
     start = time.perf_counter()
-    disp, conf = model.infer(prep(left_rgb), prep(right_rgb), return_confidence=True)
+    disp, conf = model.infer(prep(left_rgb), prep(right_rgb), return_confidence=True, estimator=estimator,
+                             window=estimator_window)
     disp_np = disp[0].float().cpu().numpy()
     conf_np = conf[0].float().cpu().numpy() if conf is not None else None
     return StereoPrediction(disp_np, conf_np, time.perf_counter() - start,
-                            {"method": "psmnet", **info, "device": str(torch_device)})
+                            {"method": "psmnet", **info, "device": str(torch_device), "estimator": estimator,
+                             "estimator_window": estimator_window})
 
 
 def peak_memory_mb() -> float:
@@ -195,7 +201,9 @@ def run_predict(args: argparse.Namespace) -> int:
         raise VislabError("--ply needs the camera: give --calib calib.txt or --focal F --baseline B")
 
     result = predict_disparity(left, right, weights=args.weights, method=args.method, max_disp=args.max_disp,
-                               align_corners=bool(args.align_corners), device=args.device)
+                               align_corners=bool(args.align_corners), device=args.device,
+                               estimator=getattr(args, "estimator", None),
+                               estimator_window=getattr(args, "estimator_window", None))
     disp, conf, info, seconds = result.disparity, result.confidence, result.info, result.seconds
 
     out = make_output_dir(args.out)
