@@ -491,6 +491,45 @@ def test_every_checker_logs_its_own_name_and_not_attempted(monkeypatch, tmp_path
     assert {r["status"] for r in records} == {"not attempted"}
 
 
+class Exploding(nn.Module):
+    def __init__(self, *args):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 1, 1)
+        self.conv2 = nn.Conv2d(1, 1, 1)
+
+    def forward(self, *args):
+        raise RuntimeError("boom")
+
+
+class KeyErrorInInit(nn.Module):
+    def __init__(self, *args):
+        super().__init__()
+        raise KeyError("channels")
+
+
+class OneArgumentForward(Exploding):
+    def forward(self, x):
+        return x
+
+
+ALL_CHECKERS = [check_mlp, check_simple_cnn, check_vgg, check_resblock, check_resnet, check_spp, check_hourglass]
+
+
+@pytest.mark.parametrize("checker", ALL_CHECKERS, ids=lambda c: c.__name__)
+@pytest.mark.parametrize("cls, cause", [
+    (Exploding, "RuntimeError: boom"),
+    (KeyErrorInInit, "KeyError: 'channels'"),
+    (OneArgumentForward, ""),
+])
+def test_no_checker_raises_on_a_broken_class(check, checker, cls, cause):
+    result, status, message, printed = check(checker, cls)
+    assert result is False and status == "failed"
+    if checker in (check_spp, check_hourglass) and cls is not KeyErrorInInit:
+        cause = "no sub-module named"  # the official names are checked before anything runs
+    assert cause in message
+    assert "Traceback" not in printed and printed.startswith(f"{checker.__name__}(")
+
+
 def test_checkers_leave_the_callers_random_stream_and_grad_mode_alone():
     torch.manual_seed(5)
     expected = torch.rand(3)

@@ -220,6 +220,17 @@ def test_hourglass_mode_is_named_and_bn_settings_are_shown(check):
     assert "eps=0.001" in message and "eps=1e-05" in message
 
 
+class HourglassOneArgument(make_hourglass()):
+    def forward(self, x):
+        return self.conv6(self.conv5(self.conv4(self.conv3(self.conv2(self.conv1(x))))))
+
+
+def test_hourglass_forward_signature(check):
+    result, status, message, _ = check(check_hourglass, HourglassOneArgument)
+    assert not result and status == "failed"
+    assert "TypeError" in message and "the checker calls forward(x, presqu, postsqu)" in message
+
+
 class HourglassTodo(nn.Module):
     def __init__(self, inplanes):
         super().__init__()

@@ -203,7 +203,7 @@ def _compare_table(report: Report, table: tuple[Layer, ...], trace: Trace, batch
     for layer, call in pairs:
         want = (batch, *layer.shape)
         if call is None:
-            report.rows.append(Row("?", fmt_shape(want), "-", ok=False))
+            report.rows.append(Row("(missing)", fmt_shape(want), "-", ok=False))
             if trace.error is not None:
                 report.fail("the forward pass stopped with an error.", error_hint(trace))
             else:
@@ -330,7 +330,7 @@ def _outcome_of_build(report: Report, cls: object, args: tuple, call: str,
     assert model is not None
     todo = not_implemented_attributes(model, required)
     if todo:
-        shown = ", ".join(todo[:6]) + (", ..." if len(todo) > 6 else "")
+        shown = ", ".join(todo[:6]) + (f" and {len(todo) - 6} more" if len(todo) > 6 else "")
         report.fail(f"still NotImplemented: {shown}.", status=NOT_ATTEMPTED)
         return None
     return model.eval()

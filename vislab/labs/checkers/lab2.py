@@ -358,11 +358,13 @@ def _error_report(report: Report, rec: Recorder, exc: BaseException, mode: str) 
             and where.in_shape[1] != where.module.in_channels:
         hint = (f"{where.name} expects {where.module.in_channels} input channels but receives "
                 f"{where.in_shape[1]}.")
+    elif isinstance(exc, TypeError) and "positional argument" in text and where is None:
+        hint = "the checker calls forward(x, presqu, postsqu), as PSMNet does: check forward's arguments."
     elif "must match the size" in text or "Sizes of tensors must match" in text:
         hint = "two tensors that forward adds or concatenates have different shapes: check strides and padding."
     else:
         hint = f"{where.name} ({type(where.module).__name__}) failed." if where is not None else \
-            "fix the error on the quoted line."
+            "fix the error in forward."
     return report.fail(f"forward{mode} raised {describe_exception(exc)}", hint)
 
 
