@@ -1,0 +1,166 @@
+"""``vislab app`` served for real: the API endpoints through gradio_client, and the page in headless Chromium.
+
+One app (on a free port of 127.0.0.1) and one browser serve the whole module. The browser tests need
+Playwright and the system's Chromium (Debian's ``chromium``, which ``.ci/run`` installs); they skip, saying
+why, only where that browser is absent.
+"""
+
+import pytest
+from PIL import Image, ImageDraw
+
+gr = pytest.importorskip("gradio", reason="the app extra is not installed (pip install -e '.[app]')")
+from gradio_client import Client, handle_file  # noqa: E402
+from gradio_client.exceptions import AppError  # noqa: E402
+
+from vislab.app import browser  # noqa: E402
+from vislab.app.server import build_app, start  # noqa: E402
+from vislab.app.stereo_tab import to_uint8  # noqa: E402
+from vislab.stereo.datasets.synthetic import render_scene  # noqa: E402
+
+# gradio's queue calls pandas options that pandas 3 deprecates: not ours to fix.
+pytestmark = pytest.mark.filterwarnings("ignore:.*(no_silent_downcasting|copy keyword).*")
+# Pairs above this are reduced: the Motorcycle example (741x500) becomes about 300x200, which keeps the browser
+# test to seconds on a busy 2-core machine and shows the page's "Reduced from ..." note on the way.
+TEST_MAX_PIXELS = 60_000
+
+
+@pytest.fixture(scope="module")
+def app_url():
+    demo = build_app(device="cpu", max_pixels=TEST_MAX_PIXELS)
+    url = start(demo, "127.0.0.1", 0)
+    yield url
+    demo.close()
+
+
+@pytest.fixture(scope="module")
+def client(app_url):
+    return Client(app_url, verbose=False)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """A drawn "1", a small stereo pair, a pair of mismatched size and a text file posing as a PNG."""
+    folder = tmp_path_factory.mktemp("inputs")
+    one = Image.new("RGB", (280, 280), "white")
+    ImageDraw.Draw(one).line([(148, 42), (137, 238)], fill="black", width=20)
+    one.save(folder / "one.png")
+    scene = render_scene(11, 64, 96, max_disp=24)
+    Image.fromarray(to_uint8(scene["left"])).save(folder / "left.png")
+    Image.fromarray(to_uint8(scene["right"])).save(folder / "right.png")
+    Image.fromarray(to_uint8(scene["right"][:48])).save(folder / "short.png")
+    (folder / "notes.png").write_text("this is not an image")
+    return folder
+
+
+# ---------------------------------------------------------------------------------------------------- API
+
+def test_the_api_names_both_endpoints(client):
+    api = client.view_api(return_format="dict", print_info=False)
+    assert {"/predict_digit", "/predict_stereo"} <= set(api["named_endpoints"])
+
+
+def test_predict_digit_endpoint(client, files):
+    status, seen, result, *labels = client.predict(None, handle_file(files / "one.png"), api_name="/predict_digit")
+    assert [m["model"] for m in result["models"]] == ["mlp", "cnn"] and result["source"] == "photo"
+    cnn = result["models"][1]
+    assert cnn["digit"] == 1 and len(cnn["probabilities"]) == 10 and abs(sum(cnn["probabilities"]) - 1) < 1e-3
+    assert Image.open(seen).size == (224, 224) and "cnn reads 1" in status
+    assert len(labels) == 2 and labels[1]["label"] == "1" and len(labels[1]["confidences"]) == 10
+    # The sketchpad's value works as well (what the page sends).
+    sketch = {"background": None, "layers": [], "composite": handle_file(files / "one.png")}
+    assert client.predict(sketch, None, api_name="/predict_digit")[2]["models"][1]["digit"] == 1
+
+
+def test_predict_stereo_endpoint(client, files):
+    status, psmnet, sgbm, confidence, depth, err_psmnet, err_sgbm, result = client.predict(
+        handle_file(files / "left.png"), handle_file(files / "right.png"), api_name="/predict_stereo")
+    for image in (psmnet, sgbm, confidence):
+        assert Image.open(image).size == (96, 64)
+    assert depth is None and err_psmnet is None and err_sgbm is None  # an upload: no camera, no ground truth
+    assert result["size"] == [96, 64] and result["psmnet"]["seconds"] > 0 and result["sgbm"]["seconds"] > 0
+    assert "PSMNet" in status and "SGBM" in status
+
+
+@pytest.mark.parametrize("args, message", [
+    (("notes.png", "right.png"), r"left image \(notes.png\) is not an image this page can read"),
+    (("left.png", "short.png"), "left/right size mismatch: left is 96x64, right is 96x48"),
+])
+def test_bad_stereo_input_is_a_message_and_the_next_request_works(client, files, args, message):
+    with pytest.raises(AppError, match=message):
+        client.predict(*(handle_file(files / a) for a in args), api_name="/predict_stereo")
+    assert client.predict(handle_file(files / "left.png"), handle_file(files / "right.png"),
+                          api_name="/predict_stereo")[-1]["size"] == [96, 64]
+
+
+def test_bad_digit_input_is_a_message_and_the_next_request_works(client, files):
+    with pytest.raises(AppError, match="nothing to read"):
+        client.predict(None, None, api_name="/predict_digit")
+    with pytest.raises(AppError, match="notes.png is not an image this page can read"):
+        client.predict(None, handle_file(files / "notes.png"), api_name="/predict_digit")
+    assert client.predict(None, handle_file(files / "one.png"), api_name="/predict_digit")[2]["models"]
+
+
+# ---------------------------------------------------------------------------------------------- browser
+
+CHROMIUM = browser.find_chromium()
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    if CHROMIUM is None:
+        pytest.skip("no system Chromium (apt-get install chromium; .ci/run does it): browser tests skipped")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    with sync_api.sync_playwright() as p:
+        instance = p.chromium.launch(executable_path=CHROMIUM, headless=True)
+        yield instance
+        instance.close()
+
+
+@pytest.fixture
+def page(chromium, app_url):
+    """A fresh page on the app; afterwards, checks that it requested nothing from outside the machine."""
+    context = chromium.new_context(viewport={"width": 1280, "height": 1000})
+    page = context.new_page()
+    urls: list[str] = []
+    page.on("request", lambda request: urls.append(request.url))
+    page.on("websocket", lambda ws: urls.append(ws.url))
+    page.goto(app_url)
+    yield page
+    context.close()
+    assert urls and browser.outside_requests(urls, app_url) == []
+
+
+def test_browser_draw_a_one(page, tmp_path):
+    browser.draw_strokes(page, browser.ONE)
+    digit = browser.predict_drawing(page, model_index=1)  # models in order: mlp, cnn
+    page.screenshot(path=tmp_path / "digits.png", full_page=True)
+    assert digit == "1"  # the shipped cnn reads the drawn 1
+    assert "cnn reads 1" in page.locator("#digit-status").inner_text()
+    assert page.locator("#digit-seen img").count() == 1  # the 28x28 image the models saw
+
+
+def test_browser_motorcycle_example(page, tmp_path):
+    browser.open_stereo_tab(page)
+    page.click("#example-motorcycle")
+    browser.wait_for_disparities(page)
+    page.screenshot(path=tmp_path / "stereo.png", full_page=True)
+    status = page.locator("#stereo-status").inner_text()
+    assert "Middlebury Motorcycle" in status and "EPE" in status and "Reduced from 741x500" in status
+    for elem in ("#confidence", "#depth", "#error-psmnet", "#error-sgbm"):
+        assert page.locator(f"{elem} img").count() == 1, elem
+
+
+def test_browser_non_image_then_good_pair(page, files, tmp_path):
+    browser.open_stereo_tab(page)
+    page.locator("#stereo-left input[type=file]").set_input_files(files / "notes.png")
+    page.locator("#stereo-right input[type=file]").set_input_files(files / "right.png")
+    page.click("#stereo-predict")
+    toast = page.get_by_text("is not an image this page can read")
+    toast.first.wait_for(timeout=browser.TIMEOUT_MS)
+    page.screenshot(path=tmp_path / "bad_upload.png", full_page=True)
+    page.get_by_label("Remove Image").first.click()  # the left image's clear button, as a user would
+    page.locator("#stereo-left input[type=file]").set_input_files(files / "left.png")
+    page.click("#stereo-predict")
+    browser.wait_for_disparities(page)
+    page.screenshot(path=tmp_path / "good_pair.png", full_page=True)
+    assert "uploaded pair" in page.locator("#stereo-status").inner_text()
