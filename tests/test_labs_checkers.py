@@ -50,14 +50,14 @@ def check(monkeypatch, capsys, tmp_path):
 # ---------------------------------------------------------------------------------------------- MLP
 
 
-def make_mlp(hidden=50, dropout="module", out="log_softmax"):
+def make_mlp(hidden=50, dropout="module", out="log_softmax", p=0.2):
     class Net(nn.Module):
         def __init__(self):
             super().__init__()
             self.fc1 = nn.Linear(28 * 28, hidden)
-            self.fc1_drop = nn.Dropout(0.2)
+            self.fc1_drop = nn.Dropout(p)
             self.fc2 = nn.Linear(hidden, hidden)
-            self.fc2_drop = nn.Dropout(0.2)
+            self.fc2_drop = nn.Dropout(p)
             self.fc3 = nn.Linear(hidden, 10)
 
         def forward(self, x):
@@ -85,6 +85,7 @@ def test_mlp_accepts_the_reference_and_the_labs_net(check):
     (make_mlp(dropout="functional"), "training=self.training"),
     (make_mlp(out="raw"), "raw logits"),
     (make_mlp(out="dim0"), "dim=0"),
+    (make_mlp(p=0.5), "a dropout layer has p=0.5"),
 ])
 def test_mlp_mistakes(check, cls, cause):
     result, status, message, _ = check(check_mlp, cls)
@@ -95,26 +96,26 @@ def test_mlp_mistakes(check, cls, cause):
 # ---------------------------------------------------------------------------------------------- SimpleCNN
 
 
-def make_cnn(k1=3, pad1=0, pool1=2, c2=50, fc1_in=180, relu2=True, relu_logits=False, softmax=False, bias=True,
-             unused=False, flatten="view"):
+def make_cnn(k1=3, pad1=0, pool1=2, c2=50, c3_in=None, fc1_in=180, relu2=True, relu_logits=False, softmax=False,
+             bias=True, unused=False, flatten="view", pool="module", extra=False, conv_pool=False):
     """The lab's SimpleCNN exercise (its forward as given), with one knob per mistake."""
 
     class SimpleCNN(nn.Module):
         def __init__(self):
             super().__init__()
             self.conv1 = nn.Conv2d(1, 20, k1, 1, pad1, bias=bias)
-            self.maxpool1 = nn.MaxPool2d(pool1, pool1)
+            self.maxpool1 = nn.Conv2d(20, 20, 2, 2) if conv_pool else nn.MaxPool2d(pool1, pool1)
             self.conv2 = nn.Conv2d(20, c2, 3, 1)
             self.maxpool2 = nn.MaxPool2d(2, 2)
-            self.conv3 = nn.Conv2d(c2, 20, 3, 1)
+            self.conv3 = nn.Conv2d(c3_in or c2, 20, 3, 1)
             self.fc1 = nn.Linear(fc1_in, 100)
             self.fc2 = nn.Linear(100, 10)
-            if unused:
+            if unused or extra:
                 self.fc3 = nn.Linear(10, 10)
 
         def forward(self, x):
             x = F.relu(self.conv1(x))
-            x = self.maxpool1(x)
+            x = self.maxpool1(x) if pool == "module" else F.max_pool2d(x, 2)
             x = self.conv2(x)
             x = F.relu(x) if relu2 else x
             x = self.maxpool2(x)
@@ -122,6 +123,8 @@ def make_cnn(k1=3, pad1=0, pool1=2, c2=50, fc1_in=180, relu2=True, relu_logits=F
             x = x.view(-1, 3 * 3 * 20) if flatten == "view" else x.flatten(1)
             x = F.relu(self.fc1(x))
             x = self.fc2(x)
+            if extra:
+                x = self.fc3(F.relu(x))
             if relu_logits:
                 x = F.relu(x)
             return F.softmax(x, dim=1) if softmax else F.log_softmax(x, dim=1)
@@ -130,7 +133,8 @@ def make_cnn(k1=3, pad1=0, pool1=2, c2=50, fc1_in=180, relu2=True, relu_logits=F
 
 
 def test_simple_cnn_accepts_the_reference_and_the_labs_answer(check):
-    for cls in (ref.SimpleCNN, make_cnn(), make_cnn(flatten="flatten")):
+    # A pooling done with F.max_pool2d leaves no hook to see: the table skips it, the shapes still count.
+    for cls in (ref.SimpleCNN, make_cnn(), make_cnn(flatten="flatten"), make_cnn(pool="functional")):
         result, status, _, printed = check(check_simple_cnn, cls)
         assert result and status == "passed", printed
         assert "26 -> 13 -> 11 -> 5 -> 3" in printed
@@ -148,6 +152,9 @@ def test_simple_cnn_accepts_the_reference_and_the_labs_answer(check):
     (make_cnn(softmax=True), "softmax probabilities"),
     (make_cnn(bias=False), "conv1 has 180 parameters, the lab's layer 200"),
     (make_cnn(unused=True), "fc3.weight (and 1 more) gets no gradient: fc3 is defined in __init__ but never used"),
+    (make_cnn(c3_in=64), "conv3 expects 64 input channels but receives 50"),
+    (make_cnn(extra=True), "forward runs layers beyond the lab's table, starting with fc3"),
+    (make_cnn(conv_pool=True), "maxpool1 is a convolution, where the lab's table has a pooling layer"),
 ])
 def test_simple_cnn_mistakes(check, cls, cause):
     result, status, message, printed = check(check_simple_cnn, cls)
@@ -396,13 +403,13 @@ def test_resblock_zeroed_branch_catches_a_conv_shortcut_even_with_the_right_weig
 # ---------------------------------------------------------------------------------------------- SimpleResNet
 
 
-def make_resnet(block=None, stem_stride=2, stem_relu=True):
+def make_resnet(block=None, stem_stride=2, stem_relu=True, stem_kernel=7):
     block = block or make_block()
 
     class SimpleResNet(nn.Module):
         def __init__(self):
             super().__init__()
-            self.conv1 = nn.Conv2d(1, 64, 7, stem_stride, 3, bias=False)
+            self.conv1 = nn.Conv2d(1, 64, stem_kernel, stem_stride, stem_kernel // 2, bias=False)
             self.bn1 = nn.BatchNorm2d(64)
             self.max_pool = nn.MaxPool2d(3, 2, 1)
             self.layer1 = block(64, 64)
@@ -432,6 +439,8 @@ def test_resnet_accepts_the_reference_and_the_labs_layout(check):
     (make_resnet(block=make_block(shortcut="reuse_conv1")), "layer1.conv1 runs twice in one forward pass"),
     (make_resnet(stem_stride=1), "28->14 needs stride 2; yours gives 28 (stride 1)"),
     (make_resnet(stem_relu=False), "layer1 receives negative values"),
+    # 28 -> 14 as well, but not the lab's 7x7 stem: the weight count per layer tells.
+    (make_resnet(stem_kernel=3), "conv1 has 576 conv/linear weights, the lab's layer 3,136"),
     (make_resnet(block=make_block(relu_out=False)), "layer2 receives negative values"),
     (make_resnet(block=make_block(padding=0)), "layer1.conv1 changes the map size (7x7 -> 5x5)"),
 ])

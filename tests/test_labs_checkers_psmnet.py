@@ -121,7 +121,7 @@ class SPPRenamed(make_spp()):
 
 @pytest.mark.parametrize("cls, status, cause", [
     (make_spp(todo=NotImplemented), "not attempted", "still NotImplemented: branch1, branch2"),
-    (make_spp(todo=None), "not attempted", "still NotImplemented: branch1, branch2"),  # the lab's "fill in None"
+    (make_spp(todo=None), "not attempted", "still None: branch1, branch2"),  # the lab's "fill in the part with None"
     (SPPRenamed, "failed", "no sub-module named branch1"),
 ])
 def test_spp_not_attempted_and_names(check, cls, status, cause):
@@ -134,7 +134,7 @@ def test_spp_not_attempted_and_names(check, cls, status, cause):
 
 
 def make_hourglass(stride1=2, outpad6=1, else_pre=True, else_post=True, use_presqu=True, swap=False, planes=None,
-                   eps=1e-5, returns=3):
+                   eps=1e-5, returns=3, detach=False):
     """The hourglass in the official layout (the lab's answer, with its `else` branches); one knob per mistake."""
 
     class hourglass(nn.Module):
@@ -155,7 +155,7 @@ def make_hourglass(stride1=2, outpad6=1, else_pre=True, else_post=True, use_pres
             if swap:
                 presqu, postsqu = postsqu, presqu
             out = self.conv1(x)
-            pre = self.conv2(out)
+            pre = self.conv2(out.detach() if detach else out)
             if postsqu is not None:
                 pre = F.relu(pre + postsqu, inplace=True)
             elif else_pre:
@@ -206,6 +206,8 @@ def test_hourglass_accepts_vislabs_and_the_labs_answer(check):
     (make_hourglass(planes=32), "conv1.0.0.weight is (64, 32, 3, 3, 3), the reference (16, 8, 3, 3, 3)"),
     (make_hourglass(eps=1e-3), "conv2.1 gives other numbers than the reference on the same input"),
     (make_hourglass(returns=1), "returns Tensor, not (out, pre, post)"),
+    # Same numbers, but autograd is cut: conv1 and conv2 would never learn.
+    (make_hourglass(detach=True), "conv1.0.0.weight gets no gradient"),
 ])
 def test_hourglass_mistakes(check, cls, cause):
     result, status, message, _ = check(check_hourglass, cls)

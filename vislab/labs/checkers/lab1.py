@@ -28,6 +28,7 @@ from vislab.labs.checkers.probe import (
     describe_exception,
     error_hint,
     is_not_attempted_error,
+    none_attributes,
     not_implemented_attributes,
     run_traced,
     shape_hint,
@@ -328,10 +329,14 @@ def _outcome_of_build(report: Report, cls: object, args: tuple, call: str,
             report.fail(f"{call} failed: {describe_exception(exc)}", build_error_hint(cls, call, exc))
         return None
     assert model is not None
-    todo = not_implemented_attributes(model, required)
-    if todo:
-        shown = ", ".join(todo[:6]) + (f" and {len(todo) - 6} more" if len(todo) > 6 else "")
-        report.fail(f"still NotImplemented: {shown}.", status=NOT_ATTEMPTED)
+    parts = []
+    for what, names in (("NotImplemented", not_implemented_attributes(model)),
+                        ("None", none_attributes(model, required))):
+        if names:
+            parts.append(f"still {what}: " + ", ".join(names[:6])
+                         + (f" and {len(names) - 6} more" if len(names) > 6 else ""))
+    if parts:
+        report.fail("; ".join(parts) + ".", status=NOT_ATTEMPTED)
         return None
     return model.eval()
 
@@ -416,7 +421,7 @@ def _check_classifier(name: str, cls: object, table: tuple[Layer, ...], *, block
         if bad_p:
             return report.fail(f"a dropout layer has p={bad_p[0]}.", "the lab uses dropout with p=0.2.")
     total = sum(p.numel() for p in model.parameters())
-    chain = " -> ".join(str(layer.shape[1]) if len(layer.shape) == 3 else str(layer.shape[0]) for layer in layers)
+    chain = " -> ".join(str(layer.shape[1]) if len(layer.shape) == 3 else str(layer.shape[0]) for layer in table)
     report.notes = [f"layer outputs match the lab's table (28 -> {chain})",
                     "log-probabilities out, logits not clipped" + (", dropout on in training only" if dropout else ""),
                     f"{total:,} parameters; every parameter receives a gradient"]

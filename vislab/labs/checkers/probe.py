@@ -35,21 +35,21 @@ def is_not_attempted_error(exc: BaseException) -> bool:
     return isinstance(exc, NotImplementedError) or _NOT_ATTEMPTED_TYPE in str(exc)
 
 
-def not_implemented_attributes(model: nn.Module, required: tuple[str, ...] = ()) -> list[str]:
-    """Qualified names of attributes still set to ``NotImplemented`` (and of ``required`` ones left ``None``).
-
-    The exercise notebooks replace each layer definition with ``self.conv1 = NotImplemented``; the lab's
-    PSMNet notebook used ``None`` for the same purpose, hence ``required``.
-    """
+def not_implemented_attributes(model: nn.Module) -> list[str]:
+    """Qualified names of attributes still set to ``NotImplemented`` (the exercise notebooks' blanks)."""
     found = []
     for prefix, module in model.named_modules():
         for key, value in vars(module).items():
             if value is NotImplemented:
                 found.append(f"{prefix}.{key}" if prefix else key)
-    for name in required:
-        if name in vars(model) and vars(model)[name] is None:
-            found.append(name)
     return found
+
+
+def none_attributes(model: nn.Module, required: tuple[str, ...]) -> list[str]:
+    """The ``required`` layers left ``None``: the original PSMNet lab marked its blanks that way."""
+    return [name for name in required
+            if (name in vars(model) and vars(model)[name] is None) or (name in model._modules
+                                                                       and model._modules[name] is None)]
 
 
 def describe_exception(exc: BaseException) -> str:
