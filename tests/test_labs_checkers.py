@@ -247,6 +247,12 @@ class ForwardCrash(make_cnn()):
         return self.conv1(x)[:, :, :, :, 0]
 
 
+class NoGradForward(make_cnn()):
+    def forward(self, x):
+        with torch.no_grad():
+            return super().forward(x)
+
+
 class ReturnsNone(make_cnn()):
     def forward(self, x):
         super().forward(x)
@@ -258,6 +264,7 @@ class ReturnsNone(make_cnn()):
     (make_cnn()(), "pass the class itself (SimpleCNN), not an instance"),
     (ForwardCrash, "IndexError"),
     (ReturnsNone, "forward returns NoneType"),
+    (NoGradForward, "the backward pass failed: RuntimeError: element 0 of tensors does not require grad"),
     (lambda: 3, "not a torch.nn.Module"),
 ])
 def test_student_errors_are_reported_not_raised(check, cls, cause):

@@ -68,9 +68,10 @@ def make_spp(pools=(64, 32, 16, 8), strides=None, relu=(True, True, True, True),
             output_raw = self.layer2(self.layer1(self.firstconv(x)))
             output_skip = self.layer4(self.layer3(output_raw))
             size = (output_skip.size()[2], output_skip.size()[3])
+            names = (1, 1, 3, 4) if order == "skip_branch2" else (1, 2, 3, 4)
             branches = [F.interpolate(getattr(self, f"branch{i}")(output_skip), size, mode="bilinear",
-                                      align_corners=align_corners) for i in (1, 2, 3, 4)]
-            if order == "official":
+                                      align_corners=align_corners) for i in names]
+            if order in ("official", "skip_branch2"):
                 parts = [output_raw, output_skip, branches[3], branches[2], branches[1], branches[0]]
             else:
                 parts = [output_raw, output_skip, *branches]
@@ -94,6 +95,7 @@ def test_spp_accepts_vislabs_and_the_official_layout(check):
     (make_spp(relu=(True, True, False, True)), "the reference's branch3 has 1 ReLU, yours 0"),
     (make_spp(order="reversed"), "lastconv's input is the concatenation: the concatenation is [layer2 output"),
     (make_spp(align_corners=True), "align_corners=False"),
+    (make_spp(order="skip_branch2"), "branch2 never runs"),
     (make_spp(flat=True), "do not load by the official names: missing branch1.1.0.weight, branch1.1.1.weight, "
                           "branch1.1.1.bias (+17); unexpected branch1.1.weight"),
     (make_spp(kernel=3), "branch1.1.0.weight is (32, 128, 3, 3), the reference (32, 128, 1, 1)"),
