@@ -10,15 +10,17 @@ from vislab.core.errors import VislabError
 
 def build_parser() -> argparse.ArgumentParser:
     from vislab.app.cli import add_parser as add_app
+    from vislab.labs.cli import add_parser as add_labs
     from vislab.mnist.cli import add_parser as add_mnist
     from vislab.stereo.cli import add_parser as add_stereo
 
     parser = argparse.ArgumentParser(prog="vislab", description=__doc__)
     parser.add_argument("--version", action="version", version=f"vislab {__version__}")
-    labs = parser.add_subparsers(dest="lab", required=True, metavar="{mnist,stereo,app}")
+    labs = parser.add_subparsers(dest="lab", required=True, metavar="{mnist,stereo,app,labs}")
     add_mnist(labs)
     add_stereo(labs)
     add_app(labs)
+    add_labs(labs)
     return parser
 
 

@@ -5,19 +5,11 @@
 ``vislab.labs.grade`` for ``vislab labs check``.
 """
 
-from vislab.labs.checkers import (
-    CHECK_LOG_ENV,
-    check_hourglass,
-    check_mlp,
-    check_resblock,
-    check_resnet,
-    check_simple_cnn,
-    check_spp,
-    check_vgg,
-    record_outcome,
-)
+from typing import Any
 
-__all__ = [
+# The checkers (and torch with them) load on first use, so that ``vislab --help`` and ``vislab labs list``
+# stay fast; ``from vislab.labs import check_mlp`` works as usual.
+_CHECKERS = (
     "CHECK_LOG_ENV",
     "check_hourglass",
     "check_mlp",
@@ -27,4 +19,14 @@ __all__ = [
     "check_spp",
     "check_vgg",
     "record_outcome",
-]
+)
+
+__all__ = list(_CHECKERS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _CHECKERS:
+        from vislab.labs import checkers
+
+        return getattr(checkers, name)
+    raise AttributeError(f"module 'vislab.labs' has no attribute {name!r}")

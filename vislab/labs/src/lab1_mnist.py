@@ -76,8 +76,8 @@ print(f"device: {device}; quick mode: {QUICK}")
 train_images, train_labels = load_mnist(None, "train")
 test_images, test_labels = load_mnist(None, "test")
 if QUICK:
-    train_images, train_labels = train_images[:512], train_labels[:512]
-    test_images, test_labels = test_images[:512], test_labels[:512]
+    train_images, train_labels = train_images[:256], train_labels[:256]
+    test_images, test_labels = test_images[:256], test_labels[:256]
 
 batch_size = 64
 train_loader = DataLoader(TensorDataset(normalize(train_images), train_labels), batch_size=batch_size, shuffle=True)
