@@ -7,7 +7,7 @@ between ``# BEGIN SOLUTION`` and ``# END SOLUTION`` lines. From it this module w
 * ``<lab>_solution.ipynb``: the markers removed, everything else as written;
 * ``<lab>_exercise.ipynb``: each solution block replaced by a stub at the block's indentation --
   ``name = NotImplemented`` for every assignment when the block only assigns (layer definitions, as the lab
-  does; a trailing comment on the assignment's first line is kept as its hint), otherwise
+  does; the first comment on the assignment's lines is kept after the stub), otherwise
   ``raise NotImplementedError("<hint>")`` (function bodies).
 
 The marker line carries the block's one-line hint: ``# BEGIN SOLUTION hint: pick the kernel size so 28 -> 26``.
@@ -97,7 +97,7 @@ def exercise_stub(block_lines: list[str], indent: str, hint: str | None) -> list
     statements = tree.body
     if statements and all(isinstance(s, (ast.Assign, ast.AnnAssign)) for s in statements):
         comments = _first_comments(block)
-        out = [f"{indent}# {hint or _DEFAULT_HINT}"] if hint else []
+        out = [f"{indent}# hint: {hint}"] if hint else []
         for stmt in statements:
             targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
             target = " = ".join(ast.get_source_segment(block, t) or "" for t in targets)

@@ -245,8 +245,9 @@ def out_size(i, k, p=0, s=1):
     return 1 + (i - k + 2 * p) // s
 
 
-print("conv 3x3: 28 ->", out_size(28, 3), "| pool 2x2/2: 26 ->", out_size(26, 2, s=2))
-print("PyTorch agrees:", tuple(nn.Conv2d(1, 20, 3)(torch.zeros(1, 1, 28, 28)).shape))
+print("conv 5x5, no padding: 28 ->", out_size(28, 5), "| with padding 2: 28 ->", out_size(28, 5, p=2))
+print("PyTorch agrees:", tuple(nn.Conv2d(1, 8, 5)(torch.zeros(1, 1, 28, 28)).shape),
+      tuple(nn.Conv2d(1, 8, 5, padding=2)(torch.zeros(1, 1, 28, 28)).shape))
 
 
 # %% [markdown]

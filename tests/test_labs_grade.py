@@ -1,0 +1,195 @@
+"""``vislab labs check``: the grader on small hand-made notebooks (passing, failing, hanging, crashing, not one).
+
+All the notebooks of one class are graded by a single command (module fixture), each in its own fresh kernel,
+so the slow part -- starting kernels -- happens once per notebook.
+"""
+
+import contextlib
+import csv
+import io
+import json
+
+import nbformat
+import pytest
+
+from vislab.cli import main
+from vislab.labs.grade import NotebookResult, expected_checks, format_table, read_check_log
+
+PASSING_MLP = """
+import torch.nn.functional as F
+from torch import nn
+
+from vislab.labs import check_mlp
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc1, self.fc1_drop = nn.Linear(784, 50), nn.Dropout(0.2)
+        self.fc2, self.fc2_drop = nn.Linear(50, 50), nn.Dropout(0.2)
+        self.fc3 = nn.Linear(50, 10)
+
+    def forward(self, x):
+        x = self.fc1_drop(F.relu(self.fc1(x.flatten(1))))
+        x = self.fc2_drop(F.relu(self.fc2(x)))
+        return F.log_softmax(self.fc3(x), dim=1)
+"""
+
+
+def _notebook(path, *cells):
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [nbformat.v4.new_markdown_cell("# a student's notebook")]
+    nb.cells += [nbformat.v4.new_code_cell(src) for src in cells]
+    nbformat.write(nb, path)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    """One `vislab labs check` over four files; returns (exit code, JSON list by file name, CSV rows, stdout)."""
+    d = tmp_path_factory.mktemp("class")
+    files = [
+        _notebook(d / "alice.ipynb", PASSING_MLP, "ok = check_mlp(Net)\nassert ok"),
+        # A wrong hidden size (the checker fails it), a cell that raises, and the run goes on to the end.
+        _notebook(d / "bob.ipynb", PASSING_MLP.replace("nn.Linear(784, 50)", "nn.Linear(784, 40)"),
+                  "check_mlp(Net)", "1 / 0", "print('still running')"),
+        _notebook(d / "dave.ipynb", "import os\nos._exit(1)", PASSING_MLP + "\ncheck_mlp(Net)"),
+    ]
+    not_a_notebook = d / "erin.ipynb"
+    not_a_notebook.write_text("this is my homework, I promise\n")
+    files.append(str(not_a_notebook))
+    out_json, out_csv = d / "grades.json", d / "grades.csv"
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout):
+        code = main(["labs", "check", *files, "--json", str(out_json), "--csv", str(out_csv), "--timeout", "120"])
+    data = json.loads(out_json.read_text())
+    with out_csv.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    return code, {r["notebook"].rsplit("/", 1)[-1]: r for r in data}, rows, stdout.getvalue()
+
+
+@pytest.mark.slow
+def test_grading_runs_and_exits_zero_whatever_the_results(graded):
+    code, by_name, rows, stdout = graded
+    assert code == 0
+    assert sorted(by_name) == ["alice.ipynb", "bob.ipynb", "dave.ipynb", "erin.ipynb"]
+    assert [r["notebook"].rsplit("/", 1)[-1] for r in rows] == sorted(by_name)
+    # One table row per notebook, one column for the one check.
+    lines = stdout.splitlines()
+    assert lines[0].split()[:3] == ["notebook", "mlp", "run"]
+    assert sum(line.startswith(("alice", "bob", "dave", "erin")) for line in lines) == 4
+
+
+@pytest.mark.slow
+def test_passing_notebook(graded):
+    alice = graded[1]["alice.ipynb"]
+    assert alice["status"] == "ran" and alice["errors"] == []
+    assert alice["checks"] == [{"name": "check_mlp", "status": "passed", "message": alice["checks"][0]["message"]}]
+    assert "public checks passed" in alice["checks"][0]["message"]
+
+
+@pytest.mark.slow
+def test_failing_notebook_records_the_check_and_the_cell_error(graded):
+    bob = graded[1]["bob.ipynb"]
+    assert bob["status"] == "ran"
+    assert [c["status"] for c in bob["checks"]] == ["failed"]
+    assert "50" in bob["checks"][0]["message"]
+    # Cell 4: the markdown cell counts as cell 1.
+    assert bob["errors"] == [{"cell": 4, "error": "ZeroDivisionError: division by zero"}]
+    row = next(r for r in graded[2] if r["notebook"].endswith("bob.ipynb"))
+    assert row["check_mlp"] == "failed" and row["errors"] == "1" and "ZeroDivisionError" in row["first_error"]
+
+
+# A checker's protocol without torch: one JSON line appended to $VISLAB_CHECK_LOG (what record_outcome does).
+FAKE_CHECK = """
+import json, os
+
+
+def check_demo():
+    with open(os.environ["VISLAB_CHECK_LOG"], "a") as f:
+        f.write(json.dumps({"name": "check_demo", "status": "passed", "message": "public checks passed"}) + "\\n")
+
+
+check_demo()
+"""
+
+
+@pytest.mark.slow
+def test_hanging_cell_times_out_later_checks_never_ran_and_the_next_notebook_is_graded(tmp_path, capsys):
+    carol = _notebook(tmp_path / "carol.ipynb", "import time\ntime.sleep(120)", FAKE_CHECK)
+    frank = _notebook(tmp_path / "frank.ipynb", FAKE_CHECK)
+    out = tmp_path / "grades.json"
+    assert main(["labs", "check", carol, frank, "--json", str(out), "--timeout", "3"]) == 0
+    carol_result, frank_result = json.loads(out.read_text())
+    assert carol_result["status"] == "timed out"
+    assert carol_result["errors"] == [{"cell": 2, "error": "timed out: the cell ran longer than 3 s; "
+                                                           "the rest of the notebook did not run"}]
+    assert carol_result["checks"][0]["status"] == "not attempted"
+    assert "never ran" in carol_result["checks"][0]["message"]
+    assert frank_result["status"] == "ran" and frank_result["checks"][0]["status"] == "passed"
+    assert "timed out" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_notebook_that_kills_its_kernel(graded):
+    dave = graded[1]["dave.ipynb"]
+    assert dave["status"] == "kernel died"
+    assert dave["errors"][-1]["cell"] == 2 and "kernel died" in dave["errors"][-1]["error"]
+    assert dave["checks"][0]["status"] == "not attempted"
+
+
+@pytest.mark.slow
+def test_file_that_is_not_a_notebook(graded):
+    erin = graded[1]["erin.ipynb"]
+    assert erin["status"] == "not a notebook" and erin["checks"] == []
+    assert erin["errors"][0]["cell"] is None and erin["errors"][0]["error"].startswith("not a notebook")
+
+
+def test_nothing_gradable_exits_2_with_one_line_and_a_json_object(tmp_path, capsys):
+    bad = tmp_path / "x.ipynb"
+    bad.write_text("{ not json")
+    out = tmp_path / "one.json"
+    assert main(["labs", "check", str(bad), str(tmp_path / "missing.ipynb"), "--json", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()  # progress lines, then the error
+    assert err[-1].startswith("error: nothing could be graded") and "not a notebook" in err[-1]
+    data = json.loads(out.read_text())
+    assert [d["status"] for d in data] == ["not a notebook", "not found"]
+    assert main(["labs", "check", str(bad), "--json", str(out)]) == 2
+    assert json.loads(out.read_text())["status"] == "not a notebook"  # one notebook: an object, not a list
+
+
+def test_expected_checks_are_the_calls_in_code_cells():
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_markdown_cell("call check_vgg(SimpleVGG) below"),
+        nbformat.v4.new_code_cell("ok = check_simple_cnn(SimpleCNN)  # then check_vgg(...)\ncheck_mlp (Net)"),
+        nbformat.v4.new_code_cell("if check_simple_cnn(SimpleCNN): pass"),
+    ])
+    assert expected_checks(nb) == ["check_simple_cnn", "check_mlp"]
+
+
+def test_check_log_keeps_the_last_outcome_and_skips_junk(tmp_path):
+    log = tmp_path / "log.jsonl"
+    log.write_text("\n".join([
+        json.dumps({"name": "check_vgg", "status": "failed", "message": "conv1\n gives 28"}),
+        "not json",
+        json.dumps({"name": "check_vgg", "status": "passed", "message": "public checks passed"}),
+        json.dumps({"name": "check_mlp", "status": "weird", "message": ""}),
+    ]))
+    assert read_check_log(log) == {"check_vgg": {"name": "check_vgg", "status": "passed",
+                                                 "message": "public checks passed"}}
+    assert read_check_log(tmp_path / "none.jsonl") == {}
+
+
+def test_table_has_a_column_per_check():
+    results = [
+        NotebookResult("a.ipynb", checks=[{"name": "check_mlp", "status": "passed", "message": ""},
+                                          {"name": "check_vgg", "status": "failed", "message": ""}]),
+        NotebookResult("b.ipynb", status="timed out", errors=[{"cell": 3, "error": "timed out"}],
+                       checks=[{"name": "check_mlp", "status": "not attempted", "message": ""}]),
+    ]
+    lines = format_table(results).splitlines()
+    assert lines[0].split() == ["notebook", "mlp", "vgg", "run", "errors"]
+    assert lines[2].split() == ["a.ipynb", "passed", "FAILED", "ran", "0"]
+    assert lines[3].split()[:4] == ["b.ipynb", "-", "timed", "out"]
+    assert "cell 3: timed out" in lines[3]
