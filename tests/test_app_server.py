@@ -5,6 +5,12 @@ Playwright and the system's Chromium (Debian's ``chromium``, which ``.ci/run`` i
 why, only where that browser is absent.
 """
 
+import os
+import signal
+import subprocess
+import sys
+import time
+
 import pytest
 from PIL import Image, ImageDraw
 
@@ -15,6 +21,8 @@ from gradio_client.exceptions import AppError  # noqa: E402
 from vislab.app import browser  # noqa: E402
 from vislab.app.server import build_app, start  # noqa: E402
 from vislab.app.stereo_tab import to_uint8  # noqa: E402
+from vislab.core.errors import VislabError  # noqa: E402
+from vislab.mnist.pretrained import checkpoint_path  # noqa: E402
 from vislab.stereo.datasets.synthetic import render_scene  # noqa: E402
 
 # gradio's queue calls pandas options that pandas 3 deprecates: not ours to fix.
@@ -98,6 +106,51 @@ def test_bad_digit_input_is_a_message_and_the_next_request_works(client, files):
     with pytest.raises(AppError, match="notes.png is not an image this page can read"):
         client.predict(None, handle_file(files / "notes.png"), api_name="/predict_digit")
     assert client.predict(None, handle_file(files / "one.png"), api_name="/predict_digit")[2]["models"]
+
+
+def test_a_huge_upload_is_refused_and_the_next_request_works(client, files, tmp_path):
+    huge = tmp_path / "huge.png"
+    huge.write_bytes(os.urandom(26 * 1024 * 1024))  # over the 25 MB the server accepts
+    with pytest.raises(Exception, match="(?i)size|large|413"):
+        client.predict(handle_file(huge), handle_file(files / "right.png"), api_name="/predict_stereo")
+    assert client.predict(handle_file(files / "left.png"), handle_file(files / "right.png"),
+                          api_name="/predict_stereo")[-1]["size"] == [96, 64]
+
+
+def test_a_bad_mnist_checkpoint_is_refused_at_start(tmp_path):
+    import torch
+
+    torch.save({"task": "stereo", "model": {}}, tmp_path / "stereo.pt")
+    with pytest.raises(VislabError, match="stereo.pt is not a vislab MNIST checkpoint"):
+        build_app([tmp_path / "stereo.pt"])
+    with pytest.raises(VislabError, match="checkpoint not found"):
+        build_app([tmp_path / "missing.pt"])
+
+
+def test_the_command_prints_its_url_adds_checkpoints_and_stops_on_ctrl_c():
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "vislab", "app", "--port", "0", "--device", "cpu",
+                             "--mnist-checkpoint", str(checkpoint_path("cnn"))],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    try:
+        lines = []
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not any("running at" in line for line in lines):
+            line = proc.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+        url = next(line.split("running at ")[1].split()[0] for line in lines if "running at" in line)
+        assert url.startswith("http://127.0.0.1:")
+        api = Client(url, verbose=False).view_api(return_format="dict", print_info=False)
+        returns = api["named_endpoints"]["/predict_digit"]["returns"]
+        assert len(returns) == 3 + 3  # status, image, JSON, and one box per model: mlp, cnn and the added cnn
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0 and "stopping the vislab app" in out and "Traceback" not in out
 
 
 # ---------------------------------------------------------------------------------------------- browser

@@ -33,7 +33,8 @@ from vislab.app.digits import read_digit  # noqa: E402
 from vislab.app.stereo_tab import ExampleRegistry, load_example_pair, run_stereo  # noqa: E402
 from vislab.core.errors import VislabError  # noqa: E402
 
-MAX_FILE_SIZE = "25mb"  # larger uploads are refused by the server before any decoding
+MAX_FILE_SIZE = "25mb"
+OUTPUT_BUTTONS = ["download", "fullscreen"]  # larger uploads are refused by the server before any decoding
 INTRO = ("**vislab**: the two labs in your browser. Draw a digit for the MNIST models, or compare PSMNet with "
          "SGBM on a stereo pair. Everything runs on this machine.")
 LEGEND = ("Disparity: bright = near, both maps on one colour scale. Confidence: yellow = sure. Depth (from PSMNet, "
@@ -65,6 +66,11 @@ def uploaded_image(**kwargs: Any) -> gr.Image:
 
     image.preprocess = preprocess  # type: ignore[method-assign]
     return image
+
+
+def output_image(label: str, elem_id: str) -> gr.Image:
+    """A result image: lossless PNG, no upload, no "share" button (it offers to upload the image to Hugging Face)."""
+    return gr.Image(label=label, format="png", interactive=False, buttons=OUTPUT_BUTTONS, elem_id=elem_id)
 
 
 def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -149,16 +155,19 @@ def build_app(mnist_checkpoints: list[str | os.PathLike] | None = None,
             with gr.Row():
                 with gr.Column(scale=1):
                     sketch = gr.Sketchpad(
-                        label="Draw one digit", type="numpy", image_mode="RGBA", canvas_size=(280, 280),
-                        fixed_canvas=True, layers=False, transforms=(), elem_id="digit-sketchpad",
-                        brush=gr.Brush(default_size=18, colors=["#000000"], color_mode="fixed"))
+                        label="Draw one digit", type="numpy", image_mode="RGBA",
+                        canvas_size=(280, 280), fixed_canvas=True, layers=False, transforms=(),
+                        brush=gr.Brush(default_size=10, colors=["#000000"], color_mode="fixed"),
+                        elem_id="digit-sketchpad")
                     photo = uploaded_image(label="...or upload a photo of one digit (read instead of the drawing)",
                                            height=160, elem_id="digit-photo")
                     digit_button = gr.Button("Predict", variant="primary", elem_id="digit-predict")
                 with gr.Column(scale=1):
-                    digit_status = gr.Markdown("Draw a digit, then Predict.", label="status", elem_id="digit-status")
+                    digit_status = gr.Markdown("Pick the brush (left of the canvas), draw one digit, then Predict.",
+                                               label="status", elem_id="digit-status")
                     seen = gr.Image(label="What the models saw (28x28 after MNIST preprocessing, enlarged)",
-                                    format="png", height=230, interactive=False, elem_id="digit-seen")
+                                    format="png", height=230, interactive=False, buttons=["download"],
+                                    elem_id="digit-seen")
                 with gr.Column(scale=1):
                     labels = [gr.Label(label=title, num_top_classes=10, elem_id=f"digit-probs-{i}")
                               for i, title in enumerate(titles)]
@@ -176,18 +185,14 @@ def build_app(mnist_checkpoints: list[str | os.PathLike] | None = None,
                                         elem_id="stereo-status")
             gr.Markdown(LEGEND)
             with gr.Row():
-                psmnet = gr.Image(label="PSMNet disparity", format="png", interactive=False, elem_id="disp-psmnet")
-                sgbm = gr.Image(label="SGBM disparity", format="png", interactive=False,
-                                elem_id="disp-sgbm")
+                psmnet = output_image("PSMNet disparity", "disp-psmnet")
+                sgbm = output_image("SGBM disparity", "disp-sgbm")
             with gr.Row():
-                confidence = gr.Image(label="PSMNet confidence", format="png", interactive=False,
-                                      elem_id="confidence")
-                depth = gr.Image(label="Depth", format="png",
-                                 interactive=False, elem_id="depth")
+                confidence = output_image("PSMNet confidence", "confidence")
+                depth = output_image("Depth", "depth")
             with gr.Row():
-                psmnet_error = gr.Image(label="PSMNet error",
-                                        format="png", interactive=False, elem_id="error-psmnet")
-                sgbm_error = gr.Image(label="SGBM error", format="png", interactive=False, elem_id="error-sgbm")
+                psmnet_error = output_image("PSMNet error", "error-psmnet")
+                sgbm_error = output_image("SGBM error", "error-sgbm")
             with gr.Accordion("Raw result (what the predict_stereo API returns)", open=False):
                 stereo_json = gr.JSON(label="result", elem_id="stereo-json")
 
@@ -218,8 +223,9 @@ def start(demo: gr.Blocks, host: str = "127.0.0.1", port: int = 7860) -> str:
             quiet=True, show_error=True, max_file_size=MAX_FILE_SIZE, footer_links=["api"], ssr_mode=False,
             mcp_server=False, pwa=False, enable_monitoring=False)
     except OSError as exc:
-        first = (str(exc).strip().splitlines() or [""])[0]
-        raise VislabError(f"cannot serve on {host}:{port} ({first}); pass --port N (0 picks a free one)") from None
+        text = str(exc).strip()
+        why = "the port is in use" if "Cannot find empty port" in text else (text.splitlines() or ["?"])[0]
+        raise VislabError(f"cannot serve on {host}:{port}: {why}; pass --port N (0 picks a free one)") from None
     return url
 
 
