@@ -19,7 +19,7 @@ from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
 from vislab.app import browser  # noqa: E402
-from vislab.app.server import build_app, start  # noqa: E402
+from vislab.app.server import build_app, start, uploaded_image, user_errors  # noqa: E402
 from vislab.app.stereo_tab import to_uint8  # noqa: E402
 from vislab.core.errors import VislabError  # noqa: E402
 from vislab.mnist.pretrained import checkpoint_path  # noqa: E402
@@ -115,6 +115,34 @@ def test_a_huge_upload_is_refused_and_the_next_request_works(client, files, tmp_
         client.predict(handle_file(huge), handle_file(files / "right.png"), api_name="/predict_stereo")
     assert client.predict(handle_file(files / "left.png"), handle_file(files / "right.png"),
                           api_name="/predict_stereo")[-1]["size"] == [96, 64]
+
+
+def test_errors_become_one_line_messages(capsys):
+    @user_errors
+    def fails(exc: Exception) -> None:
+        raise exc
+
+    with pytest.raises(gr.Error) as info:
+        fails(VislabError("left/right size mismatch"))
+    assert info.value.message == "left/right size mismatch"
+    with pytest.raises(gr.Error) as info:
+        fails(KeyError("x"))
+    assert info.value.message == "unexpected error (KeyError: 'x'); see the server's console"
+    assert "Traceback" in capsys.readouterr().err  # the bug's traceback goes to the console, not the page
+
+
+def test_uploads_reach_the_function_as_unread_paths(files):
+    import base64
+
+    from gradio.data_classes import ImageData
+
+    with gr.Blocks():
+        image = uploaded_image(label="x")
+    assert image.preprocess(None) is None
+    assert image.preprocess(ImageData(path=str(files / "notes.png"))) == str(files / "notes.png")  # not decoded
+    pasted = "data:image/png;base64," + base64.b64encode((files / "one.png").read_bytes()).decode()
+    path = image.preprocess(ImageData(url=pasted))
+    assert Image.open(path).size == (280, 280)
 
 
 def test_a_bad_mnist_checkpoint_is_refused_at_start(tmp_path):

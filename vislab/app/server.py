@@ -199,10 +199,12 @@ def build_app(mnist_checkpoints: list[str | os.PathLike] | None = None,
         digit_button.click(predict_digit, [sketch, photo], [digit_status, seen, digit_json, *labels],
                            api_name="predict_digit")
         stereo_outputs = [stereo_status, psmnet, sgbm, confidence, depth, psmnet_error, sgbm_error, stereo_json]
-        stereo_button.click(predict_stereo, [left, right], stereo_outputs, api_name="predict_stereo")
+        # One stereo prediction at a time, whichever button started it: PSMNet takes the whole CPU and ~1 GB.
+        stereo_button.click(predict_stereo, [left, right], stereo_outputs, api_name="predict_stereo",
+                            concurrency_id="stereo")
         for button, name in ((moto, "motorcycle"), (synth, "synthetic")):
             button.click(example(name), None, [left, right, stereo_status], api_visibility="private").success(
-                predict_stereo, [left, right], stereo_outputs, api_visibility="private")
+                predict_stereo, [left, right], stereo_outputs, api_visibility="private", concurrency_id="stereo")
     return demo
 
 
@@ -216,7 +218,7 @@ def free_port(host: str = "127.0.0.1") -> int:
 def start(demo: gr.Blocks, host: str = "127.0.0.1", port: int = 7860) -> str:
     """Serve ``demo`` in background threads on ``host:port`` (0: a free port) and return its URL."""
     port = free_port(host) if port == 0 else port
-    demo.queue(default_concurrency_limit=1)  # one prediction at a time: PSMNet takes the whole CPU
+    demo.queue(default_concurrency_limit=1)  # per event (and per concurrency_id): requests wait their turn
     try:
         _, url, _ = demo.launch(
             server_name=host, server_port=port, share=False, inbrowser=False, prevent_thread_lock=True,
