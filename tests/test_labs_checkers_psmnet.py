@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vislab.labs.checkers import CHECK_LOG_ENV, check_hourglass, check_spp
+from vislab.labs.checkers.lab2 import Print
 from vislab.stereo.models.blocks import convbn, convbn_3d
 from vislab.stereo.models.feature import FeatureExtraction
 from vislab.stereo.models.hourglass import Hourglass
@@ -43,7 +44,7 @@ def check(monkeypatch, capsys, tmp_path):
 
 
 def make_spp(pools=(64, 32, 16, 8), strides=None, relu=(True, True, True, True), kernel=1, flat=False,
-             order="official", align_corners=False, todo=False):
+             order="official", align_corners=False, todo=False, extra_bn=False):
     """PSMNet's feature extractor in the official layout; the trunk is vislab's, the SPP part written here."""
     strides = strides or pools
 
@@ -60,7 +61,9 @@ def make_spp(pools=(64, 32, 16, 8), strides=None, relu=(True, True, True, True),
                 conv = ([nn.Conv2d(128, 32, kernel, 1, kernel // 2, bias=False), nn.BatchNorm2d(32)] if flat
                         else [convbn(128, 32, kernel, 1, kernel // 2, 1)])
                 layers = [nn.AvgPool2d((pool, pool), stride=(stride, stride)), *conv]
-                setattr(self, f"branch{i + 1}", nn.Sequential(*layers, *([nn.ReLU(inplace=True)] if relu[i] else [])))
+                layers += [nn.ReLU(inplace=True)] if relu[i] else []
+                layers += [nn.BatchNorm2d(32)] if extra_bn else []
+                setattr(self, f"branch{i + 1}", nn.Sequential(*layers))
             self.lastconv = nn.Sequential(convbn(320, 128, 3, 1, 1, 1), nn.ReLU(inplace=True),
                                           nn.Conv2d(128, 32, kernel_size=1, padding=0, stride=1, bias=False))
 
@@ -98,6 +101,8 @@ def test_spp_accepts_vislabs_and_the_official_layout(check):
     (make_spp(order="skip_branch2"), "branch2 never runs"),
     (make_spp(flat=True), "do not load by the official names: missing branch1.1.0.weight, branch1.1.1.weight, "
                           "branch1.1.1.bias (+17); unexpected branch1.1.weight"),
+    # Only extra weights (an identity-like BatchNorm would pass the numbers within tolerance).
+    (make_spp(extra_bn=True), "unexpected branch1.3.weight, branch1.3.bias, branch1.3.running_mean (+13)"),
     (make_spp(kernel=3), "branch1.1.0.weight is (32, 128, 3, 3), the reference (32, 128, 1, 1)"),
 ])
 def test_spp_mistakes(check, cls, cause):
@@ -130,6 +135,18 @@ def test_spp_not_attempted_and_names(check, cls, status, cause):
     result, got, message, _ = check(check_spp, cls)
     assert not result and got == status
     assert cause in message, message
+
+
+def test_fingerprints_see_channel_and_column_order_but_not_rounding():
+    t = torch.randn(1, 6, 16, 20, generator=torch.Generator().manual_seed(0))
+    base = Print.of(t)
+    assert not Print.of(t + 1e-7 * torch.randn_like(t)).differs(base)
+    assert Print.of(t[:, [1, 0, 2, 3, 4, 5]]).differs(base)  # channels swapped (a concatenation order)
+    assert Print.of(t.flip(-1)).differs(base)  # columns mirrored: the same sums per channel
+    assert Print.of(t.transpose(2, 3)).differs(base)  # another shape
+    corner = t.clone()
+    corner[..., 0, 0] += 1.0  # one value per channel changed, as a border mistake does
+    assert Print.of(corner).differs(base)
 
 
 # ---------------------------------------------------------------------------------------------- hourglass
