@@ -105,6 +105,16 @@ def _cell_errors(nb: Any) -> list[dict[str, Any]]:
     return errors
 
 
+def _last_words(kernel_log: Path) -> str:
+    """The kernel log's last line that says something (ipykernel's routine start-up warnings skipped)."""
+    try:
+        lines = kernel_log.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return ""
+    lines = [line.strip() for line in lines if line.strip() and "WARNING |" not in line]
+    return lines[-1] if lines else ""
+
+
 def _kernel_manager_class() -> type:
     """An nbclient kernel manager whose only kernel spec runs ipykernel with this interpreter (``sys.executable``).
 
@@ -167,16 +177,21 @@ def grade_notebook(path: str | os.PathLike, timeout: float = DEFAULT_TIMEOUT, qu
                                 timeout=max(1, round(timeout)), allow_errors=True, interrupt_on_timeout=False,
                                 startup_timeout=120, shutdown_kernel="immediate", on_cell_execute=on_cell_execute,
                                 resources={"metadata": {"path": str(workdir)}})
+        kernel_log = Path(tmp) / "kernel.log"
         try:
-            client.execute(env=env, cwd=str(workdir))
+            # The kernel's own stdout/stderr go to a log (not the teacher's terminal); its last words explain a crash.
+            with kernel_log.open("wb") as log_file:
+                client.execute(env=env, cwd=str(workdir), stdout=log_file, stderr=log_file)
         except CellTimeoutError:
             result.status = TIMED_OUT
             message = f"timed out: the cell ran longer than {timeout:g} s; the rest of the notebook did not run"
             result.errors.append({"cell": current["cell"], "error": message})
         except DeadKernelError as exc:
             result.status = KERNEL_DIED
+            last = _last_words(kernel_log)
             result.errors.append({"cell": current["cell"], "error": _one_line(
-                f"the kernel died while running this cell ({exc}); the rest of the notebook did not run")})
+                f"the kernel died while running this cell ({exc}{'; ' + last if last else ''}); "
+                "the rest of the notebook did not run")})
         except Exception as exc:  # noqa: BLE001 -- e.g. the kernel could not start: this notebook's row says so
             result.status = KERNEL_DIED
             result.errors.append({"cell": current["cell"], "error": _one_line(
