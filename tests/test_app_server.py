@@ -231,8 +231,12 @@ def test_browser_motorcycle_example(page, tmp_path):
         assert page.locator(f"{elem} img").count() == 1, elem
 
 
-def test_browser_non_image_then_good_pair(page, files, tmp_path):
+def test_browser_huge_file_non_image_then_good_pair(page, files, tmp_path):
     browser.open_stereo_tab(page)
+    huge = tmp_path / "huge.png"
+    huge.write_bytes(os.urandom(26 * 1024 * 1024))
+    page.locator("#stereo-left input[type=file]").set_input_files(huge)
+    page.get_by_text("exceed the maximum allowed size").first.wait_for(timeout=browser.TIMEOUT_MS)
     page.locator("#stereo-left input[type=file]").set_input_files(files / "notes.png")
     page.locator("#stereo-right input[type=file]").set_input_files(files / "right.png")
     page.click("#stereo-predict")
