@@ -59,10 +59,18 @@ def add_parser(labs: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_lazy("vislab.mnist.evaluate:run_eval"))
 
     p = sub.add_parser("predict", help="classify images of single digits")
-    p.add_argument("checkpoint")
+    p.add_argument("checkpoint", nargs="?", default=None, help="vislab MNIST checkpoint (not with --onnx)")
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
+    p.add_argument("--onnx", default=None, metavar="MODEL.onnx",
+                   help="run a graph made by `vislab mnist export` with ONNX Runtime instead of a checkpoint")
     p.set_defaults(func=_lazy("vislab.mnist.predict:run_predict"))
+
+    p = sub.add_parser("export", help="write a checkpoint's model as ONNX (dynamic batch, log-probabilities out)")
+    p.add_argument("checkpoint")
+    p.add_argument("out", metavar="OUT.onnx")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset, 17 to 20 (default 17)")
+    p.set_defaults(func=_lazy("vislab.mnist.export:run_export"))
 
     p = sub.add_parser("summary", help="every layer's output shape and parameter count")
     p.add_argument("--model", required=True, choices=MODEL_NAMES)

@@ -152,9 +152,29 @@ def predict_images(checkpoint: str | Path, paths: list[str], device_name: str = 
     return [Prediction(str(p), int(pr.argmax()), pr.tolist()) for p, pr in zip(paths, probs, strict=True)]
 
 
+def predict_images_onnx(model: str | Path, paths: list[str], device_name: str = "auto") -> list[Prediction]:
+    """``predict_images`` with a graph made by ``vislab mnist export``, run by ONNX Runtime."""
+    from vislab.mnist.export import MnistOnnx
+
+    runner = MnistOnnx(model, device_name)
+    # The graph normalises its [0, 1] input itself: undo read_digit_image's normalisation (1 ulp at most),
+    # so both runtimes read and reject images with the same code and messages.
+    batch = torch.stack([read_digit_image(p) * STD + MEAN for p in paths]).numpy()
+    probs = np.exp(runner.log_probs(batch).astype(np.float64))
+    return [Prediction(str(p), int(pr.argmax()), pr.tolist()) for p, pr in zip(paths, probs, strict=True)]
+
+
 def run_predict(args: argparse.Namespace) -> int:
-    """``vislab mnist predict CHECKPOINT IMAGE...``: one line per image."""
-    for pred in predict_images(args.checkpoint, args.images, args.device):
+    """``vislab mnist predict CHECKPOINT IMAGE...`` (or ``--onnx MODEL.onnx IMAGE...``): one line per image."""
+    onnx = getattr(args, "onnx", None)
+    if onnx:  # no CHECKPOINT then: argparse gave the first image to that slot
+        images = [args.checkpoint, *args.images] if args.checkpoint else list(args.images)
+        predictions = predict_images_onnx(onnx, images, args.device)
+    elif args.checkpoint is None:
+        raise VislabError("give CHECKPOINT IMAGE... (or --onnx MODEL.onnx IMAGE...)")
+    else:
+        predictions = predict_images(args.checkpoint, args.images, args.device)
+    for pred in predictions:
         probs = " ".join(f"{d}:{p:.3f}" for d, p in enumerate(pred.probabilities))
         print(f"{pred.path}: {pred.digit} (p={pred.probabilities[pred.digit]:.3f})  [{probs}]")
     return 0

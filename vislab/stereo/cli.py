@@ -76,7 +76,28 @@ def add_parser(labs: argparse._SubParsersAction) -> None:
                    help="drop points whose confidence is below this from the point cloud")
     p.add_argument("--drop-discontinuities", action="store_true",
                    help="drop points at depth discontinuities from the point cloud")
+    p.add_argument("--onnx", default=None, metavar="MODEL.onnx",
+                   help="run a graph made by `vislab stereo export` with ONNX Runtime instead of PyTorch")
     p.set_defaults(func=_lazy("vislab.stereo.predict:run_predict"))
+
+    p = sub.add_parser("export", help="write PSMNet as an ONNX graph (padding and crop inside) for ONNX Runtime")
+    p.add_argument("out", metavar="OUT.onnx")
+    p.add_argument("--weights", default=None,
+                   help="checkpoint: vislab's or an official PSMNet release (default: the shipped model)")
+    p.add_argument("--max-disp", type=int, default=None,
+                   help="disparity range, a multiple of 4 (default: the checkpoint's, else 192)")
+    p.add_argument("--align-corners", action="store_true",
+                   help="upsample with align_corners=True, as the first released weights were trained")
+    p.add_argument("--height", type=int, default=None, help="fixed image height of the graph (with --width)")
+    p.add_argument("--width", type=int, default=None, help="fixed image width of the graph (with --height)")
+    p.add_argument("--dynamic", action="store_true", help="a graph that takes any image size instead")
+    p.add_argument("--confidence", action="store_true", help="also output the confidence map")
+    p.add_argument("--estimator", default=None, choices=("softargmin", "dominant"),
+                   help="disparity from the softmax, fixed in the graph (default: dominant, as predict)")
+    p.add_argument("--estimator-window", type=int, default=None,
+                   help="half-width in px of the dominant estimator's window (default 4)")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset, 17 to 20 (default 17)")
+    p.set_defaults(func=_lazy("vislab.stereo.export:run_export"))
 
     p = sub.add_parser("submit", help="write a KITTI submission folder and zip")
     p.add_argument("--dataset", required=True, choices=("kitti2015", "kitti2012"))

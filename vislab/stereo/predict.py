@@ -112,7 +112,7 @@ def _cached_model(weights: str | Path | None, max_disp: int | None, align_corner
 def predict_disparity(left: ImageInput, right: ImageInput, *, weights: str | Path | None = None,
                       method: str = "psmnet", max_disp: int | None = None, align_corners: bool = False,
                       device: str = "auto", estimator: str | None = None,
-                      estimator_window: int | None = None) -> StereoPrediction:
+                      estimator_window: int | None = None, onnx: str | Path | None = None) -> StereoPrediction:
     """Disparity (and, for PSMNet, confidence) of a rectified stereo pair.
 
     ``left``/``right``: paths, PIL images or arrays of the same size. ``method``: ``psmnet`` (``weights``: a
@@ -120,12 +120,21 @@ def predict_disparity(left: ImageInput, right: ImageInput, *, weights: str | Pat
     ``max_disp``: the disparity range (PSMNet: a multiple of 4, default the checkpoint's; SGBM: default 192).
     ``estimator``: PSMNet's disparity from its softmax, ``"dominant"`` (default: the mean inside the most
     probable ± ``estimator_window`` px, default 4) or ``"softargmin"`` (the paper's); the confidence follows it.
+    ``onnx``: run a graph made by ``vislab stereo export`` with ONNX Runtime instead of PyTorch (its weights,
+    max_disp and estimator are fixed in the file; options that disagree with it are errors).
     Raises ``VislabError`` with a one-line message on bad input.
     """
     left_rgb, right_rgb = as_rgb_image(left, "left image"), as_rgb_image(right, "right image")
     if left_rgb.shape != right_rgb.shape:
         raise VislabError(f"left/right size mismatch: left is {left_rgb.shape[1]}x{left_rgb.shape[0]}, "
                           f"right is {right_rgb.shape[1]}x{right_rgb.shape[0]}")
+    if onnx is not None:
+        from vislab.stereo.export import predict_onnx
+
+        disp, conf, seconds, info = predict_onnx(
+            onnx, left_rgb, right_rgb, method=method, weights=weights, max_disp=max_disp, align_corners=align_corners,
+            device=device, estimator=estimator, estimator_window=estimator_window)
+        return StereoPrediction(disp, conf, seconds, info)
     if method == "sgbm":
         from vislab.stereo.sgbm import sgbm_disparity
 
@@ -203,7 +212,8 @@ def run_predict(args: argparse.Namespace) -> int:
     result = predict_disparity(left, right, weights=args.weights, method=args.method, max_disp=args.max_disp,
                                align_corners=bool(args.align_corners), device=args.device,
                                estimator=getattr(args, "estimator", None),
-                               estimator_window=getattr(args, "estimator_window", None))
+                               estimator_window=getattr(args, "estimator_window", None),
+                               onnx=getattr(args, "onnx", None))
     disp, conf, info, seconds = result.disparity, result.confidence, result.info, result.seconds
 
     out = make_output_dir(args.out)
@@ -218,8 +228,12 @@ def run_predict(args: argparse.Namespace) -> int:
         written += [write_image(out / f"{stem}_conf.png", colorize_confidence(conf)),
                     _save_npy(out / f"{stem}_conf.npy", conf)]
     notes = []
+    if info.get("onnx"):
+        notes.append(f"ONNX Runtime: {info['onnx']} ({', '.join(info['providers'])}), estimator {info['estimator']}")
     if conf is None:
-        notes.append("confidence: not available for sgbm (it has no cost-volume softmax); no conf files written")
+        notes.append(f"confidence: {info['onnx']} was exported without --confidence; no conf files written"
+                     if info.get("onnx") else
+                     "confidence: not available for sgbm (it has no cost-volume softmax); no conf files written")
     if camera is not None:
         depth = disparity_to_depth(disp, camera.focal, camera.baseline, camera.doffs)
         written += [_save_npy(out / f"{stem}_depth.npy", depth),
