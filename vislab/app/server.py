@@ -33,8 +33,8 @@ from vislab.app.digits import read_digit  # noqa: E402
 from vislab.app.stereo_tab import ExampleRegistry, load_example_pair, run_stereo  # noqa: E402
 from vislab.core.errors import VislabError  # noqa: E402
 
-MAX_FILE_SIZE = "25mb"
-OUTPUT_BUTTONS = ["download", "fullscreen"]  # larger uploads are refused by the server before any decoding
+MAX_FILE_SIZE = "25mb"  # larger uploads are refused before they are stored, let alone decoded
+OUTPUT_BUTTONS = ["download", "fullscreen"]
 INTRO = ("**vislab**: the two labs in your browser. Draw a digit for the MNIST models, or compare PSMNet with "
          "SGBM on a stereo pair. Everything runs on this machine.")
 LEGEND = ("Disparity: bright = near, both maps on one colour scale. Confidence: yellow = sure. Depth (from PSMNet, "
@@ -119,8 +119,10 @@ def build_app(mnist_checkpoints: list[str | os.PathLike] | None = None,
         device: where the models run (``auto``, ``cpu``, ``cuda``, ``mps``).
         max_pixels: stereo pairs larger than this are reduced (None: a budget for the device).
     """
+    from vislab.core.device import pick_device
     from vislab.mnist.pretrained import shipped_checkpoints
 
+    pick_device(device)  # an unavailable device stops the start with one line, not every later request
     checkpoints = shipped_checkpoints() + [Path(p) for p in mnist_checkpoints or []]
     if not checkpoints:
         raise VislabError("no MNIST weights: the shipped ones are missing and no --mnist-checkpoint was given")
