@@ -44,7 +44,7 @@ def check(monkeypatch, capsys, tmp_path):
 
 
 def make_spp(pools=(64, 32, 16, 8), strides=None, relu=(True, True, True, True), kernel=1, flat=False,
-             order="official", align_corners=False, todo=False, extra_bn=False):
+             order="official", align_corners=False, todo=False, extra_bn=False, final_relu=False):
     """PSMNet's feature extractor in the official layout; the trunk is vislab's, the SPP part written here."""
     strides = strides or pools
 
@@ -78,7 +78,8 @@ def make_spp(pools=(64, 32, 16, 8), strides=None, relu=(True, True, True, True),
                 parts = [output_raw, output_skip, branches[3], branches[2], branches[1], branches[0]]
             else:
                 parts = [output_raw, output_skip, *branches]
-            return self.lastconv(torch.cat(parts, 1))
+            out = self.lastconv(torch.cat(parts, 1))
+            return F.relu(out) if final_relu else out
 
     return feature_extraction
 
@@ -99,6 +100,7 @@ def test_spp_accepts_vislabs_and_the_official_layout(check):
     (make_spp(order="reversed"), "lastconv's input is the concatenation: the concatenation is [layer2 output"),
     (make_spp(align_corners=True), "align_corners=False"),
     (make_spp(order="skip_branch2"), "branch2 never runs"),
+    (make_spp(final_relu=True), "every layer matches the reference, but forward returns other numbers"),
     (make_spp(flat=True), "do not load by the official names: missing branch1.1.0.weight, branch1.1.1.weight, "
                           "branch1.1.1.bias (+17); unexpected branch1.1.weight"),
     # Only extra weights (an identity-like BatchNorm would pass the numbers within tolerance).
