@@ -39,7 +39,7 @@ def test_failed_checkpoint_save_keeps_the_old_one_and_leaves_no_temp(tmp_path, m
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
 
 
-@pytest.mark.parametrize("junk", [b"ab", b"\x80"])
+@pytest.mark.parametrize("junk", [b"ab", b"\x80", b"junk"])
 def test_short_junk_checkpoint_is_a_vislab_error(tmp_path, junk):
     """Such bytes trip the legacy unpickler into IndexError: still a one-line error, not a traceback."""
     (tmp_path / "junk.pt").write_bytes(junk)

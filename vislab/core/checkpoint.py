@@ -8,6 +8,7 @@ leaves the previous checkpoint intact.
 
 import os
 import pickle
+import struct
 import tempfile
 import zipfile
 from pathlib import Path
@@ -65,9 +66,10 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     require_file(path, "checkpoint")
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
-    # A short non-checkpoint file can also trip the legacy unpickler into KeyError/IndexError/TypeError.
+    # A short non-checkpoint file can also trip the legacy unpickler into KeyError/IndexError/TypeError/
+    # struct.error (b"junk" is read as a 4-byte length that is not there).
     except (pickle.UnpicklingError, zipfile.BadZipFile, EOFError, RuntimeError, ValueError, OSError,
-            KeyError, IndexError, TypeError) as exc:
+            KeyError, IndexError, TypeError, struct.error) as exc:
         text = str(exc).strip()
         # KeyError(105) alone says nothing: name the exception type with its first line
         first_line = f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
