@@ -546,13 +546,19 @@ def test_no_checker_raises_on_a_broken_class(check, checker, cls, cause):
     assert "Traceback" not in printed and printed.startswith(f"{checker.__name__}(")
 
 
-def test_checkers_leave_the_callers_random_stream_and_grad_mode_alone():
+def test_checkers_leave_the_callers_random_stream_grad_mode_and_threads_alone():
     torch.manual_seed(5)
     expected = torch.rand(3)
     torch.manual_seed(5)
-    with torch.no_grad():
-        assert check_mlp(ref.MLP)  # the gradient check needs autograd even inside the caller's no_grad
-        assert not torch.is_grad_enabled()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with torch.no_grad():
+            assert check_mlp(ref.MLP)  # the gradient check needs autograd even inside the caller's no_grad
+            assert not torch.is_grad_enabled()
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)
     assert torch.equal(torch.rand(3), expected)
 
 

@@ -46,15 +46,22 @@ from vislab.labs.checkers.report import (
 def _run_checker(name: str, cls: object, body: Callable[[object], Report], strict: bool) -> bool:
     """Run ``body`` with the caller's RNG and grad mode untouched; a checker never raises on student code."""
     subject = getattr(cls, "__name__", type(cls).__name__)
+    # One intra-op thread: the inputs are tiny, and on a busy machine (a class grading in parallel, a
+    # training run beside the notebook) two OpenMP threads waiting on each other were measured ~10x slower.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     # fork_rng: the checks seed torch, which must not change the random stream of the student's notebook.
-    with torch.random.fork_rng(devices=[]), torch.enable_grad():
-        try:
-            report = body(cls)
-        except Exception as exc:  # noqa: BLE001 -- whatever the student's code does, the checker reports it
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            report = Report(name, subject).fail(
-                f"checking stopped at an unexpected error: {type(exc).__name__}: {first}",
-                "run your class by hand on a small input to see the full traceback.")
+    try:
+        with torch.random.fork_rng(devices=[]), torch.enable_grad():
+            try:
+                report = body(cls)
+            except Exception as exc:  # noqa: BLE001 -- whatever the student's code does, the checker reports it
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+                report = Report(name, subject).fail(
+                    f"checking stopped at an unexpected error: {type(exc).__name__}: {first}",
+                    "run your class by hand on a small input to see the full traceback.")
+    finally:
+        torch.set_num_threads(threads)
     return report.finish(strict)
 
 

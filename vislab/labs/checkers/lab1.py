@@ -377,8 +377,8 @@ def _check_classifier(name: str, cls: object, table: tuple[Layer, ...], *, block
         got = fmt_shape(tuple(out.shape)) if isinstance(out, torch.Tensor) else type(out).__name__
         return report.fail(f"forward returns {got}, expected ({BATCH}, 10).",
                            "return the (batch, 10) log-probabilities of the last layer.")
-    rows = [c for layer, c in _align(table, _rows(trace, blocks), blocks)[0] if c is not None]
-    layers = [layer for layer, c in _align(table, _rows(trace, blocks), blocks)[0] if c is not None]
+    pairs = [(layer, c) for layer, c in _align(table, _rows(trace, blocks), blocks)[0] if c is not None]
+    layers, rows = [layer for layer, _ in pairs], [c for _, c in pairs]
     reused = _reused_conv(trace)
     if reused is not None:
         return report.fail(f"{reused.name} is called {trace.count(reused.module)} times per forward pass.",
