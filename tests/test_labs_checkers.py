@@ -4,7 +4,9 @@ Every wrong implementation below is a mistake a student (or the lab's own answer
 asserts the outcome and that the message names the cause.
 """
 
+import io
 import json
+import sys
 
 import pytest
 import torch
@@ -544,6 +546,19 @@ def test_no_checker_raises_on_a_broken_class(check, checker, cls, cause):
         cause = "no sub-module named"  # the official names are checked before anything runs
     assert cause in message
     assert "Traceback" not in printed and printed.startswith(f"{checker.__name__}(")
+
+
+def test_a_non_ascii_error_on_an_ascii_console_does_not_raise(monkeypatch):
+    class Accent(nn.Module):
+        def __init__(self):
+            super().__init__()
+            raise ValueError("noyau trop grand \u2192 5")
+
+    out = io.TextIOWrapper(io.BytesIO(), encoding="ascii")
+    monkeypatch.setattr(sys, "stdout", out)
+    assert check_mlp(Accent) is False
+    out.flush()
+    assert b"noyau trop grand ? 5" in out.buffer.getvalue()
 
 
 def test_checkers_leave_the_callers_random_stream_grad_mode_and_threads_alone():

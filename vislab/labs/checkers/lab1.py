@@ -338,7 +338,8 @@ def _outcome_of_build(report: Report, cls: object, args: tuple, call: str,
     if parts:
         report.fail("; ".join(parts) + ".", status=NOT_ATTEMPTED)
         return None
-    return model.eval()
+    # The checks run on the CPU, also for a class that moves itself to a GPU in __init__.
+    return model.cpu().eval()
 
 
 def _forward_not_attempted(report: Report, trace: Trace) -> bool:

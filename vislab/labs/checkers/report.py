@@ -97,7 +97,11 @@ class Report:
 
     def finish(self, strict: bool) -> bool:
         """Print, record for the grader, and return ``status == passed`` (``strict``: raise AssertionError)."""
-        print(self.render())
+        text = self.render()
+        try:
+            print(text)
+        except UnicodeEncodeError:  # a student's non-ASCII error text on a console that cannot show it
+            print(text.encode("ascii", "replace").decode("ascii"))
         record_outcome(self.name, self.status, self.message)
         if strict and self.status != PASSED:
             raise AssertionError(self.message)
