@@ -117,7 +117,7 @@ check_demo()
 
 @pytest.mark.slow
 def test_hanging_cell_times_out_later_checks_never_ran_and_the_next_notebook_is_graded(tmp_path, capsys):
-    carol = _notebook(tmp_path / "carol.ipynb", "import time\ntime.sleep(120)", FAKE_CHECK)
+    carol = _notebook(tmp_path / "carol.ipynb", "import time\ntime.sleep(120)", "check_mlp(Net)")
     frank = _notebook(tmp_path / "frank.ipynb", FAKE_CHECK)
     out = tmp_path / "grades.json"
     assert main(["labs", "check", carol, frank, "--json", str(out), "--timeout", "3"]) == 0
@@ -164,6 +164,7 @@ def test_expected_checks_are_the_calls_in_code_cells():
         nbformat.v4.new_markdown_cell("call check_vgg(SimpleVGG) below"),
         nbformat.v4.new_code_cell("ok = check_simple_cnn(SimpleCNN)  # then check_vgg(...)\ncheck_mlp (Net)"),
         nbformat.v4.new_code_cell("if check_simple_cnn(SimpleCNN): pass"),
+        nbformat.v4.new_code_cell("def check_my_shapes(m):\n    return True\n\ncheck_my_shapes(Net)"),
     ])
     assert expected_checks(nb) == ["check_simple_cnn", "check_mlp"]
 

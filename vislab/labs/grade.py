@@ -8,8 +8,9 @@ Cells run with a time limit each; a cell that raises is recorded and the run goe
 its limit or a kernel that dies ends that notebook's run (its row says so); a file that is not a notebook is
 reported as such; the other notebooks are graded all the same.
 
-The checks a notebook is expected to run are the ``check_*(...)`` calls in its code cells; one that never
-reported (its cell was never reached, or raised before the call) is "not attempted" with a message saying so.
+The checks a notebook is expected to run are the calls of vislab's checkers (``check_mlp(...)`` ...) in its code
+cells; one that never reported (its cell was never reached, or raised before the call) is "not attempted" with a
+message saying so.
 
 **Security**: grading executes the students' code with the rights of whoever runs the grader, as nbgrader
 does. Grade in a throw-away environment (a container, or a separate user with its own virtual environment).
@@ -66,7 +67,12 @@ def _one_line(text: str, limit: int = 300) -> str:
 
 
 def expected_checks(nb: Any) -> list[str]:
-    """Names of the checkers the notebook's code cells call, in order of first appearance."""
+    """Names of vislab's checkers that the notebook's code cells call, in order of first appearance.
+
+    Only vislab's own checkers count: a student's helper named ``check_something`` is not a check to report.
+    """
+    from vislab.labs import _CHECKERS  # the names only: importing them would load torch
+
     names: list[str] = []
     for cell in nb.cells:
         if cell.cell_type != "code":
@@ -74,7 +80,7 @@ def expected_checks(nb: Any) -> list[str]:
         for line in cell.source.splitlines():
             code = line.split("#", 1)[0]  # a check named in a comment is not a call
             for name in CHECK_CALL.findall(code):
-                if name not in names:
+                if name in _CHECKERS and name not in names:
                     names.append(name)
     return names
 
