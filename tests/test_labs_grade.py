@@ -8,12 +8,13 @@ import contextlib
 import csv
 import io
 import json
+import sys
 
 import nbformat
 import pytest
 
 from vislab.cli import main
-from vislab.labs.grade import NotebookResult, expected_checks, format_table, read_check_log
+from vislab.labs.grade import NotebookResult, expected_checks, format_table, grade_notebook, read_check_log
 
 PASSING_MLP = """
 import torch.nn.functional as F
@@ -194,3 +195,20 @@ def test_table_has_a_column_per_check():
     assert lines[2].split() == ["a.ipynb", "passed", "FAILED", "ran", "0"]
     assert lines[3].split()[:4] == ["b.ipynb", "-", "timed", "out"]
     assert "cell 3: timed out" in lines[3]
+
+
+@pytest.mark.slow
+def test_kernel_is_this_python_whatever_jupyter_has_registered(tmp_path, monkeypatch):
+    # A user-level "python3" kernel that cannot start: the grader must not use it.
+    spec_dir = tmp_path / "jupyter" / "kernels" / "python3"
+    spec_dir.mkdir(parents=True)
+    (spec_dir / "kernel.json").write_text(json.dumps({
+        "argv": ["/nonexistent/python", "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "someone else's Python", "language": "python"}))
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
+    monkeypatch.setenv("JUPYTER_DATA_DIR", str(tmp_path / "jupyter"))
+    which = FAKE_CHECK.replace('"message": "public checks passed"', '"message": sys.executable').replace(
+        "import json, os", "import json, os, sys")
+    result = grade_notebook(_notebook(tmp_path / "which.ipynb", which), timeout=60)
+    assert result.status == "ran", result.errors
+    assert result.checks[0]["message"] == sys.executable
