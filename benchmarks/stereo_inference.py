@@ -9,6 +9,10 @@ Each (implementation, size) runs in its own subprocess, so the peak RSS of that 
 ``_rss_mb``) is measured separately. Weights are random (seeded; the speed and memory do not depend on them) and
 both implementations get the same weights and images; the table also shows how far apart their
 disparities are.
+
+With ``onnxruntime`` installed (``vislab[onnx]``) a third row per size runs the same weights exported by
+``vislab stereo export --dynamic`` (soft-argmin, as ``model.infer`` here) in ONNX Runtime's CPU provider, with
+as many intra-op threads as torch uses; it is compared with vislab's PyTorch path (``--no-onnx`` skips it).
 """
 
 import argparse
@@ -23,6 +27,8 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+
+from vislab.core.errors import VislabError
 
 
 def _basic_block(block: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -127,9 +133,20 @@ def _worker(args: argparse.Namespace) -> None:
     model.load_state_dict(torch.load(args.weights, weights_only=True))
     model.eval()
     left, right = torch.randn(1, 3, h, w), torch.randn(1, 3, h, w)
+    if args.worker == "onnxruntime":
+        from vislab.stereo.export import StereoOnnx
+        from vislab.stereo.transforms import IMAGENET_MEAN, IMAGENET_STD
+
+        del model  # this process runs the exported graph only
+        runner = StereoOnnx(args.onnx, "cpu")
+        # The graph normalises its [0, 1] input itself: feed the images whose normalisation is left/right.
+        mean, std = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+        feeds = ((left * std + mean).numpy(), (right * std + mean).numpy())
     baseline = _rss_mb()
 
     def run() -> torch.Tensor:
+        if args.worker == "onnxruntime":
+            return torch.from_numpy(runner.run_batch(*feeds)[0])
         if args.worker == "vislab":
             return model.infer(left, right, return_confidence=False)[0]
         with torch.no_grad():
@@ -173,7 +190,7 @@ def _random_weights(args: argparse.Namespace, path: Path) -> None:
 def _run_child(impl: str, size: str, args: argparse.Namespace, save: Path, weights: Path) -> dict:
     cmd = [sys.executable, __file__, "--worker", impl, "--size", size, "--max-disp", str(args.max_disp),
            "--model", args.model, "--repeat", str(args.repeat), "--warmup", str(args.warmup), "--save", str(save),
-           "--weights", str(weights)]
+           "--weights", str(weights), "--onnx", str(weights.with_suffix(".onnx"))]
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         sys.exit(f"{impl} at {size} failed:\n{done.stderr}")
@@ -187,7 +204,10 @@ def main() -> None:
     parser.add_argument("--model", default="stackhourglass", choices=("stackhourglass", "basic"))
     parser.add_argument("--repeat", type=int, default=1, help="timed runs per implementation (median)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed runs first (oneDNN primitive caches)")
-    parser.add_argument("--worker", default=None, choices=("vislab", "reference"), help=argparse.SUPPRESS)
+    parser.add_argument("--no-onnx", action="store_true", help="skip the ONNX Runtime row")
+    parser.add_argument("--worker", default=None, choices=("vislab", "reference", "onnxruntime"),
+                        help=argparse.SUPPRESS)
+    parser.add_argument("--onnx", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--size", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--save", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--weights", default=None, help=argparse.SUPPRESS)
@@ -198,17 +218,27 @@ def main() -> None:
 
     print(f"PSMNet {args.model}, max_disp {args.max_disp}, CPU threads {torch.get_num_threads()}, "
           f"random weights (conditioned), batch 1, median of {args.repeat} run(s) after {args.warmup} warm-up")
-    header = f"{'size':>10} {'impl':>9} {'seconds':>8} {'peak RSS MB':>12} {'(model+libs)':>12}"
+    header = f"{'size':>10} {'impl':>11} {'seconds':>8} {'peak RSS MB':>12} {'(model+libs)':>12}"
     rows, ratios = [header, "-" * len(header)], []
     with tempfile.TemporaryDirectory() as tmp:
         weights = Path(tmp) / "weights.pt"
         _random_weights(args, weights)
+        impls = ["reference", "vislab"]
+        if not args.no_onnx:
+            try:
+                from vislab.stereo.export import export_stereo
+
+                export_stereo(weights.with_suffix(".onnx"), weights, max_disp=args.max_disp, dynamic=True,
+                              estimator="softargmin")
+                impls.append("onnxruntime")
+            except VislabError as exc:  # no onnx/onnxruntime: the PyTorch rows only
+                print(f"no ONNX Runtime row: {exc}")
         for size in args.sizes.split(","):
             res = {}
-            for impl in ("reference", "vislab"):
+            for impl in impls:
                 res[impl] = _run_child(impl, size, args, Path(tmp) / f"{impl}.pt", weights)
                 r = res[impl]
-                rows.append(f"{size:>10} {impl:>9} {r['seconds']:8.2f} {r['peak_rss_mb']:12.0f} "
+                rows.append(f"{size:>10} {impl:>11} {r['seconds']:8.2f} {r['peak_rss_mb']:12.0f} "
                             f"{r['baseline_rss_mb']:12.0f}")
             diff = (torch.load(Path(tmp) / "vislab.pt") - torch.load(Path(tmp) / "reference.pt")).abs().max().item()
             ref, vis = res["reference"], res["vislab"]
@@ -217,6 +247,12 @@ def main() -> None:
             ratios.append(f"{size:>10}: {ref['seconds'] / vis['seconds']:.2f}x faster, peak RSS "
                           f"{vis['peak_rss_mb'] / ref['peak_rss_mb']:.2f}x of the reference "
                           f"(above the model+libs baseline: {above:.2f}x), max |disparity difference| {diff:.2e} px")
+            if "onnxruntime" in res:
+                ort = res["onnxruntime"]
+                diff = (torch.load(Path(tmp) / "onnxruntime.pt") - torch.load(Path(tmp) / "vislab.pt")).abs().max()
+                ratios.append(f"{size:>10}: ONNX Runtime takes {ort['seconds'] / vis['seconds']:.2f}x vislab's time, "
+                              f"peak RSS {ort['peak_rss_mb'] / vis['peak_rss_mb']:.2f}x of vislab's, "
+                              f"max |disparity difference| {diff.item():.2e} px")
     print("\n".join(rows))
     print("\n".join(ratios))
 
