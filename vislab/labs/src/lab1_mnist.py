@@ -50,14 +50,12 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 import torch.nn.functional as F
-from IPython.display import Image, display
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from vislab.core.device import pick_device
 from vislab.labs import check_mlp, check_resblock, check_resnet, check_simple_cnn, check_vgg
 from vislab.mnist.data import load_mnist, normalize
-from vislab.mnist.show import save_digit_grid
 
 QUICK = os.environ.get("VISLAB_QUICK") == "1"  # small smoke-test settings (see the top of the notebook)
 device = pick_device("auto")  # cuda, then mps, then cpu: chosen once, used by every cell below
@@ -88,7 +86,12 @@ x, y = next(iter(train_loader))
 print("one batch:", tuple(x.shape), x.dtype, "labels", tuple(y.shape), y.dtype)
 
 # %%
-display(Image(filename=str(save_digit_grid(train_images[:20], train_labels[:20], "mnist_samples.png"))))
+fig, axes = plt.subplots(2, 10, figsize=(11, 2.8))
+for ax, image, label in zip(axes.flat, train_images[:20], train_labels[:20], strict=True):
+    ax.imshow(image, cmap="gray")  # the raw uint8 image, 0 = black background
+    ax.set_title(int(label))
+    ax.axis("off")
+plt.show()
 
 # %% [markdown]
 # ## 2. Lab 1-0: a multi-layer perceptron
