@@ -13,6 +13,8 @@ from vislab.labs import build
 from vislab.labs.build import LABS, VARIANTS, exercise_stub, render_lab, strip_solutions
 from vislab.labs.grade import grade_notebook
 
+# Figures each solution notebook draws in quick mode (digit grid + four curve pairs; pair, three result plots).
+EXPECTED_FIGURES = {"lab1": 5, "lab2": 4}
 EXPECTED_CHECKS = {
     "lab1": ["check_mlp", "check_simple_cnn", "check_vgg", "check_resblock", "check_resnet"],
     "lab2": ["check_spp", "check_hourglass"],
@@ -134,6 +136,7 @@ def test_solution_notebook_runs_with_every_check_passed(lab):
     assert result.errors == []
     assert [c["name"] for c in result.checks] == EXPECTED_CHECKS[lab]
     assert all(c["status"] == "passed" for c in result.checks), result.checks
+    assert result.figures == EXPECTED_FIGURES[lab]  # inline plots work (nothing switched matplotlib to Agg)
 
 
 @pytest.mark.slow

@@ -49,6 +49,7 @@ class NotebookResult:
     checks: list[dict[str, str]] = field(default_factory=list)
     errors: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
+    figures: int = 0  # image outputs the run produced (not in the JSON: a check that plots still show)
 
     @property
     def graded(self) -> bool:
@@ -203,6 +204,8 @@ def grade_notebook(path: str | os.PathLike, timeout: float = DEFAULT_TIMEOUT, qu
             result.errors.append({"cell": current["cell"], "error": _one_line(
                 f"the notebook could not be run: {type(exc).__name__}: {exc}")})
         result.errors[:0] = _cell_errors(nb)
+        result.figures = sum("image/png" in output.get("data", {}) for cell in nb.cells if cell.cell_type == "code"
+                             for output in cell.get("outputs", []))
         outcomes = read_check_log(log)
     result.seconds = time.perf_counter() - start
     for name in expected:
