@@ -142,3 +142,13 @@ def test_all_reduce_mean_averages_over_two_gloo_processes(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     # mean of 1 and 3 on both ranks; each rank's own tensor is left as it was
     assert [(tmp_path / f"rank{r}").read_text() for r in (0, 1)] == ["2.0 1.0", "2.0 3.0"]
+
+
+def test_saving_figures_leaves_pyplot_alone(tmp_path):
+    """vislab's plots are made outside pyplot: no backend switch, so a notebook's inline plots keep showing."""
+    code = ("import sys, matplotlib; from vislab.core.logging import plot_curves; "
+            f"plot_curves([1, 2], {{'loss': [2.0, 1.0]}}, {str(tmp_path / 'c.png')!r}); "
+            "print('matplotlib.pyplot' in sys.modules, matplotlib.rcParams._get_backend_or_none())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["False", "None"]
+    assert (tmp_path / "c.png").stat().st_size > 1000

@@ -89,11 +89,22 @@ def write_json(obj: Any, path: str | os.PathLike) -> Path:
     return path
 
 
+def subplots(*args: Any, figsize: tuple[float, float] | None = None, **kwargs: Any) -> tuple[Any, Any]:
+    """A new figure and its axes, like ``plt.subplots``, but outside pyplot: no backend is chosen and no global
+    state changes, so it needs no display and leaves a notebook's inline plots alone."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(*args, **kwargs)
+
+
 def pyplot():
-    """matplotlib.pyplot on the non-interactive Agg backend (no display needed)."""
+    """matplotlib.pyplot for scripts: the non-interactive Agg backend (no display needed), except inside an
+    IPython kernel, whose inline backend must stay (switching it would silence every later plot there)."""
     import matplotlib
 
-    matplotlib.use("Agg")
+    if "ipykernel" not in sys.modules:
+        matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     return plt
@@ -112,14 +123,15 @@ def save_figure(fig: Any, path: str | os.PathLike) -> Path:
     except ValueError as exc:  # matplotlib: an image format it does not know (the file suffix)
         raise VislabError(f"cannot write {path}: {exc}") from None
     finally:
-        pyplot().close(fig)
+        if "matplotlib.pyplot" in sys.modules:  # a figure made through pyplot stays registered until closed
+            sys.modules["matplotlib.pyplot"].close(fig)
     return path
 
 
 def plot_curves(x: Sequence[float], series: dict[str, Sequence[float]], path: str | os.PathLike,
                 xlabel: str = "epoch", title: str | None = None) -> Path:
     """One small panel per series (e.g. validation loss and validation accuracy), saved as PNG."""
-    fig, axes = pyplot().subplots(len(series), 1, figsize=(5, 3 * len(series)), squeeze=False)
+    fig, axes = subplots(len(series), 1, figsize=(5, 3 * len(series)), squeeze=False)
     for ax, (name, ys) in zip(axes[:, 0], series.items(), strict=True):
         ax.plot(list(x), list(ys), marker="o")
         ax.set_title(name)

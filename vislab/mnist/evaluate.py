@@ -78,10 +78,10 @@ def plot_confusion(confusion: torch.Tensor, path: str | Path, title: str = "") -
     """Save the confusion matrix as an annotated PNG heat map."""
     from matplotlib.colors import LogNorm
 
-    from vislab.core.logging import pyplot, save_figure
+    from vislab.core.logging import save_figure, subplots
 
     cm = confusion.numpy()
-    fig, ax = pyplot().subplots(figsize=(6, 5.5))
+    fig, ax = subplots(figsize=(6, 5.5))
     # Log colour scale: the diagonal is ~1000 while errors are single digits.
     im = ax.imshow(cm + 1, cmap="Blues", norm=LogNorm())
     for i in range(cm.shape[0]):

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from vislab.core.errors import VislabError
-from vislab.core.logging import pyplot, save_figure
+from vislab.core.logging import save_figure, subplots
 from vislab.mnist.data import load_mnist
 
 
@@ -19,7 +19,7 @@ def save_digit_grid(images: torch.Tensor, labels: torch.Tensor, path: str | Path
     n = len(images)
     columns = min(columns, n)
     rows = math.ceil(n / columns)
-    fig, axes = pyplot().subplots(rows, columns, figsize=(1.1 * columns, 1.3 * rows + (0.4 if title else 0)),
+    fig, axes = subplots(rows, columns, figsize=(1.1 * columns, 1.3 * rows + (0.4 if title else 0)),
                              squeeze=False)
     for i, ax in enumerate(axes.flat):
         ax.axis("off")

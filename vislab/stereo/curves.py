@@ -11,7 +11,7 @@ import math
 from pathlib import Path
 
 from vislab.core.errors import VislabError
-from vislab.core.logging import pyplot, read_metrics_csv, save_figure
+from vislab.core.logging import read_metrics_csv, save_figure, subplots
 
 
 def _moving_average(values: list[float], window: int) -> list[float]:
@@ -69,7 +69,7 @@ def plot_training_curves(run_dirs: list[str | Path], out: str | Path, smooth: in
     labels = labels or [_split_until(d)[0].name for d in run_dirs]
     if len(labels) != len(run_dirs):
         raise VislabError(f"{len(labels)} labels for {len(run_dirs)} runs")
-    fig, (ax_loss, ax_epe, ax_val) = pyplot().subplots(3, 1, figsize=(8, 9), sharex=True)
+    fig, (ax_loss, ax_epe, ax_val) = subplots(3, 1, figsize=(8, 9), sharex=True)
     ax_d1 = ax_val.twinx()
     offset = 0.0
     for i, (run_dir, label) in enumerate(zip(run_dirs, labels, strict=True)):
