@@ -152,3 +152,11 @@ def test_saving_figures_leaves_pyplot_alone(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["False", "None"]
     assert (tmp_path / "c.png").stat().st_size > 1000
+
+
+def test_the_command_line_parser_imports_no_heavy_package():
+    """``vislab --help`` stays fast: torch, gradio, nbclient and matplotlib load only when a command runs."""
+    code = ("import sys, vislab.cli; vislab.cli.build_parser(); "
+            "print(sorted(m for m in ('torch', 'gradio', 'nbclient', 'matplotlib') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -1,14 +1,20 @@
 """Pick the compute device once, from a user-facing name."""
 
-import torch
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from vislab.core.errors import VislabError
+
+if TYPE_CHECKING:
+    import torch
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
 
 
 def pick_device(name: str = "auto") -> torch.device:
     """Return the device for ``name`` (auto prefers cuda, then mps, then cpu)."""
+    import torch  # here, not at the top: the CLIs import DEVICE_CHOICES, and `vislab --help` should stay fast
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
