@@ -123,3 +123,27 @@ def test_importing_the_stereo_package_does_not_import_torch():
     code = "import sys, vislab.stereo; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_infer_uses_a_sub_module_swapped_in_by_the_user(tiny_ckpt, pair):
+    """The lean inference path copies the model: a swapped-in module (a lab student's) must be the one used."""
+    from vislab.stereo.models import load_stereo_model
+    from vislab.stereo.transforms import imagenet_normalize
+
+    class Mirrored(torch.nn.Module):  # same weights, another forward: only the module's identity changes
+        def __init__(self, inner: torch.nn.Module) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.inner(x).flip(-1)
+
+    model, _ = load_stereo_model(tiny_ckpt)
+    left, right = (imagenet_normalize(torch.from_numpy(im.transpose(2, 0, 1))).unsqueeze(0) for im in pair)
+    before = model.infer(left, right)[0]
+    model.feature_extraction = Mirrored(model.feature_extraction)
+    after = model.infer(left, right)[0]
+    with torch.no_grad():
+        reference = model.eval()(left, right)
+    assert not torch.allclose(before, after)
+    torch.testing.assert_close(after, reference.reshape(after.shape), atol=1e-3, rtol=0)

@@ -12,6 +12,7 @@ needs) and the cost is cropped back to ``max_disp / 4`` planes before upsampling
 and image sizes the official code accepts, the numbers are the official ones.
 """
 
+import copy
 import itertools
 import math
 
@@ -208,12 +209,13 @@ class PSMNet(nn.Module):
         """A BN-folded, eval-mode copy of this model, rebuilt whenever the weights change."""
         tensors = list(itertools.chain(self.parameters(), self.buffers()))
         device = tensors[0].device
-        key = (device, tuple((t.data_ptr(), t._version) for t in tensors))
+        # the modules' identities too: swapping in a module that reuses the same weights must rebuild the copy
+        key = (device, tuple(map(id, self.modules())), tuple((t.data_ptr(), t._version) for t in tensors))
         if self._fast_cache is None or self._fast_cache[0] != key:
-            copy = type(self)(self.max_disp, self.align_corners).to(device=device, dtype=tensors[0].dtype)
-            copy.estimator, copy.estimator_window = self.estimator, self.estimator_window
-            copy.load_state_dict(self.state_dict())
-            self._fast_cache = (key, fused_inference_copy(copy, channels_last=device.type == "cpu"))
+            # deepcopy, not a fresh model + load_state_dict: a sub-module swapped in by the user (a lab student's
+            # feature extractor or hourglass) must stay in the copy, not be replaced by vislab's own class.
+            clone = copy.deepcopy(self)
+            self._fast_cache = (key, fused_inference_copy(clone, channels_last=device.type == "cpu"))
         return self._fast_cache[1]
 
     def __getstate__(self) -> dict:
