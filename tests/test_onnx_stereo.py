@@ -43,7 +43,7 @@ def _conditioned(name: str, max_disp: int, align_corners: bool) -> torch.nn.Modu
     model.train()
     with torch.no_grad():
         for _ in range(2):
-            model(torch.randn(2, 3, 64, 96), torch.randn(2, 3, 64, 96))
+            model(torch.randn(2, 3, 48, 64), torch.randn(2, 3, 48, 64))
         for m in model.modules():
             if isinstance(m, torch.nn.Sequential) and isinstance(m[-1], torch.nn.Conv3d) and m[-1].out_channels == 1:
                 m[-1].weight.mul_(0.1)
@@ -82,7 +82,7 @@ def test_wrapper_is_model_infer_in_float64(name, estimator):
     """Same function as the fast path (padding, SPP clipping, volume, regression, confidence) up to 1e-9."""
     model = conditioned_model(name, align_corners=name == "stackhourglass").double()
     wrapper = PSMNetOnnx(model, confidence=True, estimator=estimator)
-    for h, w in SIZES[:3]:
+    for h, w in SIZES[1:3]:  # odd and tiny; the trace size is run in ONNX Runtime below
         left, right = pair(h, w, dtype=torch.float64)
         with torch.no_grad():
             disp, conf = wrapper(left, right)
