@@ -2,7 +2,7 @@
 
 The graph (``PSMNetOnnx``) takes ``left`` and ``right``, float32 ``(N, 3, H, W)`` RGB in [0, 1], and
 returns ``disparity`` ``(N, H, W)`` in pixels (and, with ``--confidence``, ``confidence`` ``(N, H, W)``,
-the softmax mass within ±2 px of it). Everything ``model.infer`` does around the network is inside the
+the same map ``model.infer`` returns). Everything ``model.infer`` does around the network is inside the
 graph: ImageNet normalisation, zero padding at the top and right to a multiple of 16, and the crop back.
 A ``--dynamic`` graph takes any size, odd ones included; a fixed one only the size it was exported for.
 
@@ -17,9 +17,10 @@ the size-dependent parts again in export-friendly form:
   ``ClippedAvgPool2d`` (so sizes under 256 px work in a dynamic graph too);
 * the concatenation volume as a broadcast product (left) and one gather (right);
 * the regression as the same separable upsampling as ``regress_chunked`` (interpolation matrices for W,
-  H and D, built in the graph from the image size, only over the output window), then softmax and
-  expectation over all disparities at once: the soft-argmin, the model's default estimator (recorded as
-  ``vislab_estimator`` in the file's metadata; the "dominant" estimator is not exported).
+  H and D, built in the graph from the image size, only over the output window), then the softmax over
+  all disparities at once (no bands: ONNX Runtime holds the whole (D, H, W) volume) and the estimator,
+  ``dominant`` (vislab's default) or ``softargmin``, fixed at export and recorded as ``vislab_estimator``
+  in the file's metadata.
 """
 
 from __future__ import annotations
