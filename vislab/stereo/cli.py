@@ -17,19 +17,26 @@ def _lazy(target: str) -> Callable[[argparse.Namespace], int]:
     return run
 
 
-def _add_model_args(p: argparse.ArgumentParser) -> None:
+def _add_checkpoint_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", default=None,
                    help="checkpoint: vislab's or an official PSMNet release (default: the shipped model)")
     p.add_argument("--max-disp", type=int, default=None,
                    help="disparity range, a multiple of 4 (default: the checkpoint's, else 192)")
     p.add_argument("--align-corners", action="store_true",
                    help="upsample with align_corners=True, as the first released weights were trained")
-    p.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
-    p.add_argument("--estimator", default=None, choices=("softargmin", "dominant"),
-                   help="PSMNet disparity from the softmax: dominant (default: the mean inside the most probable "
-                        "+-window) or softargmin (the paper's mean over all disparities)")
+
+
+def _add_estimator_args(p: argparse.ArgumentParser, help_text: str) -> None:
+    p.add_argument("--estimator", default=None, choices=("softargmin", "dominant"), help=help_text)
     p.add_argument("--estimator-window", type=int, default=None,
                    help="half-width in px of the dominant estimator's window (default 4)")
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    _add_checkpoint_args(p)
+    p.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
+    _add_estimator_args(p, "PSMNet disparity from the softmax: dominant (default: the mean inside the most probable "
+                           "+-window) or softargmin (the paper's mean over all disparities)")
 
 
 def add_parser(labs: argparse._SubParsersAction) -> None:
@@ -82,20 +89,12 @@ def add_parser(labs: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("export", help="write PSMNet as an ONNX graph (padding and crop inside) for ONNX Runtime")
     p.add_argument("out", metavar="OUT.onnx")
-    p.add_argument("--weights", default=None,
-                   help="checkpoint: vislab's or an official PSMNet release (default: the shipped model)")
-    p.add_argument("--max-disp", type=int, default=None,
-                   help="disparity range, a multiple of 4 (default: the checkpoint's, else 192)")
-    p.add_argument("--align-corners", action="store_true",
-                   help="upsample with align_corners=True, as the first released weights were trained")
+    _add_checkpoint_args(p)
     p.add_argument("--height", type=int, default=None, help="fixed image height of the graph (with --width)")
     p.add_argument("--width", type=int, default=None, help="fixed image width of the graph (with --height)")
     p.add_argument("--dynamic", action="store_true", help="a graph that takes any image size instead")
     p.add_argument("--confidence", action="store_true", help="also output the confidence map")
-    p.add_argument("--estimator", default=None, choices=("softargmin", "dominant"),
-                   help="disparity from the softmax, fixed in the graph (default: dominant, as predict)")
-    p.add_argument("--estimator-window", type=int, default=None,
-                   help="half-width in px of the dominant estimator's window (default 4)")
+    _add_estimator_args(p, "disparity from the softmax, fixed in the graph (default: dominant, as predict)")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset, 17 to 20 (default 17)")
     p.set_defaults(func=_lazy("vislab.stereo.export:run_export"))
 
