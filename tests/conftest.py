@@ -1,5 +1,6 @@
 """Shared fixtures: paths to the bundled MNIST copy and to the real stereo pairs in ../shared."""
 
+import json
 import os
 from pathlib import Path
 
@@ -34,3 +35,26 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def check(monkeypatch, capsys, tmp_path):
+    """For the lab checkers' tests: ``check(checker, cls)`` -> (result, status, message, printed), the outcome
+    read back from the grader's log (exactly one record, under the checker's own name, and no traceback)."""
+    from vislab.labs.checkers import CHECK_LOG_ENV
+
+    log = tmp_path / "checks.jsonl"
+    monkeypatch.setenv(CHECK_LOG_ENV, str(log))
+
+    def run(checker, cls):
+        capsys.readouterr()
+        result = checker(cls)
+        printed = capsys.readouterr().out
+        records = [json.loads(line) for line in log.read_text().splitlines()]
+        log.unlink()
+        assert len(records) == 1 and records[0]["name"] == checker.__name__
+        assert result is (records[0]["status"] == "passed")
+        assert "Traceback" not in printed
+        return result, records[0]["status"], records[0]["message"], printed
+
+    return run

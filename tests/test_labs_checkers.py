@@ -30,25 +30,6 @@ from vislab.mnist import models as ref
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture
-def check(monkeypatch, capsys, tmp_path):
-    """``check(checker, cls)`` -> (result, status, message, printed), read back from the grader's log."""
-    log = tmp_path / "checks.jsonl"
-    monkeypatch.setenv(CHECK_LOG_ENV, str(log))
-
-    def run(checker, cls):
-        capsys.readouterr()
-        result = checker(cls)
-        printed = capsys.readouterr().out
-        records = [json.loads(line) for line in log.read_text().splitlines()]
-        log.unlink()
-        assert len(records) == 1 and records[0]["name"] == checker.__name__
-        assert result is (records[0]["status"] == "passed")
-        return result, records[0]["status"], records[0]["message"], printed
-
-    return run
-
-
 # ---------------------------------------------------------------------------------------------- MLP
 
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from vislab.core.checkpoint import make_public
+from vislab.core.checkpoint import write_atomic
 from vislab.core.errors import VislabError, require_file
 
 INSTALL_HINT = "pip install 'vislab[onnx]' (or: pip install onnx onnxruntime)"
@@ -91,17 +91,7 @@ def export_module(module: torch.nn.Module, example_inputs: tuple[torch.Tensor, .
             entry.key, entry.value = METADATA_PREFIX + key, str(value)
         model.producer_name = "vislab"
         onnx.checker.check_model(model, full_check=True)
-        fd, final = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        make_public(fd)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(model.SerializeToString())
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(final, path)
-        except BaseException:
-            Path(final).unlink(missing_ok=True)
-            raise
+        write_atomic(path, lambda f: f.write(model.SerializeToString()))
     return path
 
 
