@@ -152,8 +152,8 @@ mlp_ok = check_mlp(Net)
 # A training epoch repeats, for every batch: reset the gradients the optimizer holds, compute the model's
 # output, compute the loss, back-propagate, and let the optimizer update the weights; it also logs the loss
 # now and then. Validation runs the model in evaluation mode without gradients and measures the average loss
-# and the accuracy over the whole validation set. (Modern PyTorch: tensors are moved with `.to(device)`;
-# there is no `Variable` and no `.cuda()` any more.)
+# and the accuracy over the whole validation set. (Modern PyTorch: every tensor and the model are moved with
+# `.to(device)`, the device picked once above; the slides' `Variable` wrapper and GPU-only calls are gone.)
 
 # %%
 def train(model, optimizer, epoch, log_interval=200):
