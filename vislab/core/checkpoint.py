@@ -13,7 +13,7 @@ import tempfile
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Generic, TypeVar
 
 import torch
 
@@ -84,6 +84,32 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     if not isinstance(obj, dict):
         raise VislabError(f"cannot read checkpoint {path}: expected a dict, found {type(obj).__name__}")
     return obj
+
+
+T = TypeVar("T")
+
+
+class LoadedCache(Generic[T]):
+    """What was loaded from checkpoint files, kept per process: an app or a notebook predicts many times with
+    the same weights, and reloading them would cost more than the prediction. A file rewritten in place
+    (another modification time or size) is loaded again; the oldest entry goes beyond ``limit`` entries."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._items: dict[tuple, T] = {}
+
+    def get(self, path: str | os.PathLike | None, options: tuple, load: Callable[[], T]) -> T:
+        """The object ``load()`` gives for ``path`` (None: a default the loader knows) and ``options``."""
+        stamp = None
+        if path is not None and Path(path).is_file():
+            stat = Path(path).stat()
+            stamp = (str(Path(path).resolve()), stat.st_mtime_ns, stat.st_size)
+        key = (str(path), stamp, options)
+        if key not in self._items:
+            if len(self._items) >= self.limit:
+                self._items.pop(next(iter(self._items)))
+            self._items[key] = load()
+        return self._items[key]
 
 
 def strip_prefix(state_dict: dict[str, torch.Tensor], prefix: str = "module.") -> dict[str, torch.Tensor]:

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from vislab.core.checkpoint import LoadedCache
 from vislab.core.device import pick_device
 from vislab.core.errors import VislabError, require_file
 from vislab.mnist.data import MEAN, STD, preprocess_digit_image
@@ -76,22 +77,14 @@ def default_checkpoints() -> list[Path]:
     return shipped_checkpoints()
 
 
-# Loaded models by (resolved path, modification time, size, device): the app classifies every drawing with
-# the same few checkpoints, and reloading them each time would cost more than the forward pass.
-_MODEL_CACHE: dict[tuple[str, int, int, str], tuple[torch.nn.Module, dict]] = {}
+# Bounded: a long-running app may be given many checkpoints over time.
+_MODELS: LoadedCache[tuple[torch.nn.Module, dict]] = LoadedCache(limit=16)
 
 
 def load_cached_model(checkpoint: str | os.PathLike, device: torch.device) -> tuple[torch.nn.Module, dict]:
-    """``load_mnist_model`` with a cache that notices a checkpoint rewritten in place."""
-    path = Path(checkpoint)
-    require_file(path, "checkpoint")
-    stat = path.stat()
-    key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size, str(device))
-    if key not in _MODEL_CACHE:
-        if len(_MODEL_CACHE) >= 16:  # a long-running app given many checkpoints over time: bound the memory
-            _MODEL_CACHE.pop(next(iter(_MODEL_CACHE)))
-        _MODEL_CACHE[key] = load_mnist_model(path, device)
-    return _MODEL_CACHE[key]
+    """``load_mnist_model``, loaded once per process (and again when the file is rewritten in place)."""
+    require_file(Path(checkpoint), "checkpoint")
+    return _MODELS.get(checkpoint, (str(device),), lambda: load_mnist_model(checkpoint, device))
 
 
 def _as_image(image: DigitInput) -> Image.Image | np.ndarray:

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from vislab.core.checkpoint import LoadedCache
 from vislab.core.errors import VislabError
 from vislab.core.logging import make_output_dir
 from vislab.stereo.evaluate import load_model, resolve_estimator, sgbm_max_disp
@@ -91,22 +92,8 @@ def as_rgb_image(image: ImageInput, what: str = "image") -> np.ndarray:
     return np.ascontiguousarray(array)
 
 
-_MODEL_CACHE: dict[tuple, tuple[torch.nn.Module, dict[str, Any], torch.device]] = {}
-
-
-def _cached_model(weights: str | Path | None, max_disp: int | None, align_corners: bool, device: str
-                  ) -> tuple[torch.nn.Module, dict[str, Any], torch.device]:
-    """Load a checkpoint once per process (an app or a notebook predicts many pairs with the same weights)."""
-    stamp = None
-    if weights is not None and Path(weights).is_file():
-        stat = Path(weights).stat()
-        stamp = (str(Path(weights).resolve()), stat.st_mtime_ns, stat.st_size)
-    key = (str(weights), stamp, max_disp, align_corners, device)
-    if key not in _MODEL_CACHE:
-        if len(_MODEL_CACHE) >= 4:
-            _MODEL_CACHE.pop(next(iter(_MODEL_CACHE)))
-        _MODEL_CACHE[key] = load_model(weights, max_disp=max_disp, align_corners=align_corners, device=device)
-    return _MODEL_CACHE[key]
+# Bounded: a long-running app may be given several checkpoints over time.
+_MODELS: LoadedCache[tuple[torch.nn.Module, dict[str, Any], torch.device]] = LoadedCache(limit=4)
 
 
 def predict_disparity(left: ImageInput, right: ImageInput, *, weights: str | Path | None = None,
@@ -144,7 +131,9 @@ def predict_disparity(left: ImageInput, right: ImageInput, *, weights: str | Pat
         return StereoPrediction(disp, None, time.perf_counter() - start, {"method": "sgbm", "max_disp": sgbm_range})
     if method != "psmnet":
         raise VislabError(f"unknown method {method!r}; choose psmnet or sgbm")
-    model, info, torch_device = _cached_model(weights, max_disp, align_corners, device)
+    model, info, torch_device = _MODELS.get(
+        weights, (max_disp, align_corners, device),
+        lambda: load_model(weights, max_disp=max_disp, align_corners=align_corners, device=device))
     estimator, estimator_window = resolve_estimator(estimator, estimator_window)
 
     def prep(img: np.ndarray) -> torch.Tensor:
