@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from vislab.app.uploads import open_upload
 from vislab.core.errors import VislabError
 from vislab.mnist.predict import predict_digit
 
@@ -50,19 +51,8 @@ def sketch_to_image(sketch: Any) -> np.ndarray | None:
 
 def open_photo(path: str | os.PathLike) -> Image.Image:
     """An uploaded photo of a digit, decoded; VislabError with a one-line reason when it is not a usable image."""
-    path = Path(path)
-    try:
-        with Image.open(path) as img:
-            if img.width * img.height > MAX_DIGIT_PIXELS:
-                raise VislabError(f"the photo is {img.width}x{img.height} pixels, more than this page reads "
-                                  f"({MAX_DIGIT_PIXELS // 1_000_000} MP); send a smaller one")
-            img.load()
-            return img.copy()
-    except VislabError:
-        raise
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        raise VislabError(f"{path.name} is not an image this page can read ({type(exc).__name__}); "
-                          f"upload a PNG or JPEG photo of one digit") from None
+    return open_upload(path, max_pixels=MAX_DIGIT_PIXELS, name="the photo", described=Path(path).name,
+                       advice="upload a PNG or JPEG photo of one digit")
 
 
 def enlarge(seen: np.ndarray, zoom: int = SEEN_ZOOM) -> np.ndarray:

@@ -17,8 +17,8 @@ from typing import Any
 
 import cv2
 import numpy as np
-from PIL import Image
 
+from vislab.app.uploads import open_upload
 from vislab.core.errors import VislabError
 
 # PSMNet on a CPU costs about 5 s for the 741x500 Motorcycle pair on 2 cores (README); pairs with more pixels
@@ -117,21 +117,11 @@ def read_upload(path: str | os.PathLike | None, what: str) -> np.ndarray:
     """An uploaded image as uint8 RGB (H, W, 3); VislabError with a one-line reason when it cannot be used."""
     if path is None:
         raise VislabError(f"no {what}: upload a left and a right image, or pick an example")
-    path = Path(path)
-    try:
-        with Image.open(path) as img:
-            if img.width * img.height > MAX_UPLOAD_PIXELS:
-                raise VislabError(f"the {what} is {img.width}x{img.height} pixels, more than this page reads "
-                                  f"({MAX_UPLOAD_PIXELS // 1_000_000} MP); send a smaller one")
-            img.load()
-            if img.mode.startswith("I;16"):  # 16-bit PNGs: keep the range instead of clipping at 255
-                return np.repeat(to_uint8(np.asarray(img, np.float32) / 65535.0)[..., None], 3, axis=2)
-            return np.asarray(img.convert("RGB"), np.uint8).copy()
-    except VislabError:
-        raise
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        raise VislabError(f"the {what} ({path.name}) is not an image this page can read "
-                          f"({type(exc).__name__}); upload PNG or JPEG files") from None
+    img = open_upload(path, max_pixels=MAX_UPLOAD_PIXELS, name=f"the {what}",
+                      described=f"the {what} ({Path(path).name})", advice="upload PNG or JPEG files")
+    if img.mode.startswith("I;16"):  # 16-bit PNGs: keep the range instead of clipping at 255
+        return np.repeat(to_uint8(np.asarray(img, np.float32) / 65535.0)[..., None], 3, axis=2)
+    return np.asarray(img.convert("RGB"), np.uint8).copy()
 
 
 def reduce_for_cpu(left: np.ndarray, right: np.ndarray, gt: np.ndarray | None, camera: Any, max_pixels: int
