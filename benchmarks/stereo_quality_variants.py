@@ -1,0 +1,162 @@
+"""Inference-side changes tried for issue 12 and not adopted, measured on held-out synthetic scenes.
+
+Each variant changes how one set of weights is run, never the weights:
+
+- ``plain``: ``model.infer`` as ``vislab stereo eval`` runs it (dominant estimator, +-4 px);
+- ``lr-min-T``: left-right consistency check (the right view's disparity from the mirrored, swapped pair),
+  pixels whose two estimates differ by more than T px refilled along their row with the smaller of the nearest
+  consistent disparities (the background, as for an occlusion);
+- ``lr-occ-T``: the same check, but only pixels that look occluded (the right view sees something nearer there)
+  get the background; other inconsistent pixels get the mean of their two consistent neighbours;
+- ``scale-S``: run at S times the resolution (antialiased), disparities upsampled and divided by S;
+- ``spp-global``: the 64- and 32-px SPP windows pool the whole feature map, as they did on 96x192 training crops;
+- ``spp-clip-HxW``: every SPP window clipped to the 1/4-scale size of an HxW training crop.
+
+``--average A.pt B.pt ...`` first averages checkpoints of one architecture into one (a "weight soup") and
+evaluates that. One JSON line per (set, variant), then a Markdown table. Held-out synthetic scenes only: the
+shared real pairs are never used to choose (issue 12).
+
+    OMP_NUM_THREADS=1 python benchmarks/stereo_quality_variants.py
+    python benchmarks/stereo_quality_variants.py --average runs/a.pt runs/b.pt --variants plain
+"""
+
+import argparse
+import json
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vislab.stereo.datasets import create_dataset
+from vislab.stereo.evaluate import evaluate
+from vislab.stereo.models import load_stereo_model
+from vislab.stereo.transforms import imagenet_normalize
+
+# (label, dataset options, max_disp); the first two are the selection set of docs/stereo-quality.md
+SETS = {
+    "objects96-all": ({"size": 50, "height": 96, "width": 192, "max_disp": 96}, 96),
+    "objects96-visible": ({"size": 50, "height": 96, "width": 192, "max_disp": 96, "nonocc": True}, 96),
+    "objects256": ({"size": 12, "height": 256, "width": 512, "max_disp": 192}, 192),
+    "real256": ({"size": 12, "height": 256, "width": 512, "max_disp": 192, "style": "real"}, 192),
+}
+VARIANTS = ["plain", "lr-min-1", "lr-min-2", "lr-min-3", "lr-occ-1", "lr-occ-2", "lr-occ-3", "scale-0.5",
+            "spp-global", "spp-clip-96x192"]
+
+
+def lr_fill(disp_left: torch.Tensor, disp_right: torch.Tensor, threshold: float, occlusion_aware: bool
+            ) -> torch.Tensor:
+    """(B, H, W) left disparity with left-right-inconsistent pixels refilled from their row's consistent ones."""
+    _, _, w = disp_left.shape
+    x = torch.arange(w).expand_as(disp_left)
+    x_right = (x - disp_left).round().long()
+    inside = x_right >= 0
+    right_there = torch.gather(disp_right, 2, x_right.clamp(0, w - 1))
+    good = inside & ((disp_left - right_there).abs() <= threshold)
+    before = torch.where(good, x, -1).cummax(2).values  # nearest consistent at or left of x (-1: none)
+    after = w - 1 - torch.where(good, w - 1 - x, -1).flip(2).cummax(2).values.flip(2)  # ... right of x (w: none)
+    inf = torch.full_like(disp_left, float("inf"))
+    left_value = torch.where(before >= 0, torch.gather(disp_left, 2, before.clamp(0, w - 1)), inf)
+    right_value = torch.where(after < w, torch.gather(disp_left, 2, after.clamp(0, w - 1)), inf)
+    fill = torch.minimum(left_value, right_value)
+    if occlusion_aware:
+        occluded = ~inside | (right_there > disp_left + threshold)
+        both = torch.isfinite(left_value) & torch.isfinite(right_value)
+        fill = torch.where(occluded | ~both, fill, (left_value + right_value) / 2)
+    fill = torch.where(torch.isfinite(fill), fill, disp_left)
+    return torch.where(good, disp_left, fill)
+
+
+class WindowLimitedAvgPool2d(nn.Module):
+    """Average pooling whose window (and stride) is ``kernel_size`` clipped to the map and to ``limit``."""
+
+    def __init__(self, kernel_size: int, limit: tuple[int, int]) -> None:
+        super().__init__()
+        self.kernel_size, self.limit = kernel_size, limit
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        kh = min(self.kernel_size, x.shape[-2], self.limit[0])
+        kw = min(self.kernel_size, x.shape[-1], self.limit[1])
+        return F.avg_pool2d(x, (kh, kw), stride=(kh, kw))
+
+
+def set_spp_pools(model: nn.Module, variant: str) -> None:
+    """Swap the SPP branches' pooling modules for ``variant`` (``plain`` restores unlimited windows)."""
+    features = model.feature_extraction
+    for name, kernel in (("branch1", 64), ("branch2", 32), ("branch3", 16), ("branch4", 8)):
+        if variant == "spp-global" and kernel >= 32:
+            pool: nn.Module = nn.AdaptiveAvgPool2d(1)
+        elif variant.startswith("spp-clip-"):
+            h, w = (int(v) // 4 for v in variant.removeprefix("spp-clip-").split("x"))
+            pool = WindowLimitedAvgPool2d(kernel, (h, w))
+        else:
+            pool = WindowLimitedAvgPool2d(kernel, (10**6, 10**6))
+        getattr(features, name)[0] = pool
+
+
+def make_predict(model: nn.Module, variant: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    def run(left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+        return model.infer(left, right, return_confidence=False, estimator="dominant", window=4)[0]
+
+    def predict(left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+        left, right = imagenet_normalize(left.float())[None], imagenet_normalize(right.float())[None]
+        if variant.startswith("lr-"):
+            _, mode, threshold = variant.split("-")
+            disp_right = run(right.flip(-1), left.flip(-1)).flip(-1)
+            return lr_fill(run(left, right), disp_right, float(threshold), mode == "occ")[0]
+        if variant.startswith("scale-"):
+            scale = float(variant.removeprefix("scale-"))
+            h, w = left.shape[-2:]
+            size = (round(h * scale), round(w * scale))
+            small = [F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
+                     for x in (left, right)]
+            disp = run(*small)[:, None]
+            return F.interpolate(disp, size=(h, w), mode="bilinear", align_corners=False)[0, 0] * (w / size[1])
+        return run(left, right)[0]
+
+    return predict
+
+
+def average_checkpoints(files: list[str], out: Path) -> Path:
+    """One checkpoint whose floating-point tensors are the mean of ``files``' (the first file's metadata)."""
+    loaded = [torch.load(f, map_location="cpu", weights_only=True) for f in files]
+    first = loaded[0]["model"]
+    state = {k: (sum(c["model"][k].float() for c in loaded) / len(loaded)).to(v.dtype) if v.is_floating_point()
+             else v for k, v in first.items()}
+    torch.save({**loaded[0], "model": state, "trained": {"average_of": files}}, out)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--weights", default=None, help="checkpoint (default: the shipped model)")
+    p.add_argument("--average", nargs="+", help="average these checkpoints and evaluate the result")
+    p.add_argument("--variants", nargs="+", default=VARIANTS)
+    p.add_argument("--sets", nargs="+", default=list(SETS), choices=list(SETS))
+    args = p.parse_args(argv)
+    torch.set_grad_enabled(False)
+    weights = args.weights
+    if args.average:
+        weights = str(average_checkpoints(args.average, Path(tempfile.mkdtemp()) / "average.pt"))
+    rows = {}
+    for label in args.sets:
+        options, max_disp = SETS[label]
+        dataset = create_dataset("synthetic", None, split="testing", **options)
+        model, _ = load_stereo_model(weights, "cpu", max_disp=max_disp)
+        for variant in args.variants:
+            set_spp_pools(model, variant if variant.startswith("spp-") else "plain")
+            pm = evaluate(make_predict(model, variant), dataset, max_disp=max_disp, progress=False)["pixel_mean"]
+            rows[label, variant] = f"{pm['epe']:.3f} / {pm['d1']:.2f} %"
+            print(json.dumps({"set": label, "variant": variant, "epe": round(pm["epe"], 3),
+                              "d1": round(pm["d1"], 2)}), flush=True)
+    print("\n| variant | " + " | ".join(args.sets) + " |\n|---|" + "---|" * len(args.sets))
+    for variant in args.variants:
+        print(f"| {variant} | " + " | ".join(rows[label, variant] for label in args.sets) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
