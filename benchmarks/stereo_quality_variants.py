@@ -3,9 +3,8 @@
 Each variant changes how one set of weights is run, never the weights:
 
 - ``plain``: ``model.infer`` as ``vislab stereo eval`` runs it (dominant estimator, +-4 px);
-- ``lr-min-T``: left-right consistency check (the right view's disparity from the mirrored, swapped pair),
-  pixels whose two estimates differ by more than T px refilled along their row with the smaller of the nearest
-  consistent disparities (the background, as for an occlusion);
+- ``lr-min-T``: ``vislab.stereo.refine``'s left-right consistency check at T px (the right view's disparity from
+  the mirrored, swapped pair; pixels the two contradict refilled with their row's background);
 - ``lr-occ-T``: the same check, but only pixels that look occluded (the right view sees something nearer there)
   get the background; other inconsistent pixels get the mean of their two consistent neighbours;
 - ``scale-S``: run at S times the resolution (antialiased), disparities upsampled and divided by S;
@@ -34,6 +33,7 @@ from torch import nn
 from vislab.stereo.datasets import create_dataset
 from vislab.stereo.evaluate import evaluate
 from vislab.stereo.models import load_stereo_model
+from vislab.stereo.refine import left_right_fill, right_view_disparity
 from vislab.stereo.transforms import imagenet_normalize
 
 # (label, dataset options, max_disp); the first two are the selection set of docs/stereo-quality.md
@@ -45,29 +45,6 @@ SETS = {
 }
 VARIANTS = ["plain", "lr-min-1", "lr-min-2", "lr-min-3", "lr-occ-1", "lr-occ-2", "lr-occ-3", "scale-0.5",
             "spp-global", "spp-clip-96x192"]
-
-
-def lr_fill(disp_left: torch.Tensor, disp_right: torch.Tensor, threshold: float, occlusion_aware: bool
-            ) -> torch.Tensor:
-    """(B, H, W) left disparity with left-right-inconsistent pixels refilled from their row's consistent ones."""
-    _, _, w = disp_left.shape
-    x = torch.arange(w).expand_as(disp_left)
-    x_right = (x - disp_left).round().long()
-    inside = x_right >= 0
-    right_there = torch.gather(disp_right, 2, x_right.clamp(0, w - 1))
-    good = inside & ((disp_left - right_there).abs() <= threshold)
-    before = torch.where(good, x, -1).cummax(2).values  # nearest consistent at or left of x (-1: none)
-    after = w - 1 - torch.where(good, w - 1 - x, -1).flip(2).cummax(2).values.flip(2)  # ... right of x (w: none)
-    inf = torch.full_like(disp_left, float("inf"))
-    left_value = torch.where(before >= 0, torch.gather(disp_left, 2, before.clamp(0, w - 1)), inf)
-    right_value = torch.where(after < w, torch.gather(disp_left, 2, after.clamp(0, w - 1)), inf)
-    fill = torch.minimum(left_value, right_value)
-    if occlusion_aware:
-        occluded = ~inside | (right_there > disp_left + threshold)
-        both = torch.isfinite(left_value) & torch.isfinite(right_value)
-        fill = torch.where(occluded | ~both, fill, (left_value + right_value) / 2)
-    fill = torch.where(torch.isfinite(fill), fill, disp_left)
-    return torch.where(good, disp_left, fill)
 
 
 class WindowLimitedAvgPool2d(nn.Module):
@@ -105,8 +82,8 @@ def make_predict(model: nn.Module, variant: str) -> Callable[[torch.Tensor, torc
         left, right = imagenet_normalize(left.float())[None], imagenet_normalize(right.float())[None]
         if variant.startswith("lr-"):
             _, mode, threshold = variant.split("-")
-            disp_right = run(right.flip(-1), left.flip(-1)).flip(-1)
-            return lr_fill(run(left, right), disp_right, float(threshold), mode == "occ")[0]
+            disp_right = right_view_disparity(run, left, right)
+            return left_right_fill(run(left, right), disp_right, float(threshold), mode == "occ")[0][0]
         if variant.startswith("scale-"):
             scale = float(variant.removeprefix("scale-"))
             h, w = left.shape[-2:]

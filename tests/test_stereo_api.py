@@ -32,16 +32,28 @@ def pair() -> tuple[np.ndarray, np.ndarray]:
 
 def test_psmnet_matches_the_model_called_by_hand(tiny_ckpt, pair):
     from vislab.stereo.models import load_stereo_model
+    from vislab.stereo.refine import DEFAULT_LR_CHECK, left_right_fill
     from vislab.stereo.transforms import imagenet_normalize
 
-    result = predict_disparity(*pair, weights=tiny_ckpt, device="cpu")
     model, _ = load_stereo_model(tiny_ckpt)
-    to_input = [imagenet_normalize(torch.from_numpy(im.transpose(2, 0, 1))).unsqueeze(0) for im in pair]
-    disp, conf = model.infer(*to_input, return_confidence=True)
-    np.testing.assert_allclose(result.disparity, disp[0].numpy(), atol=1e-5)
-    np.testing.assert_allclose(result.confidence, conf[0].numpy(), atol=1e-6)
-    assert result.disparity.shape == (32, 64) and result.disparity.dtype == np.float32
-    assert result.info["method"] == "psmnet" and result.info["max_disp"] == 32 and result.seconds > 0
+    left, right = [imagenet_normalize(torch.from_numpy(im.transpose(2, 0, 1))).unsqueeze(0) for im in pair]
+    disp, conf = model.infer(left, right, return_confidence=True)
+
+    bare = predict_disparity(*pair, weights=tiny_ckpt, device="cpu", lr_check=0)
+    np.testing.assert_allclose(bare.disparity, disp[0].numpy(), atol=1e-5)
+    np.testing.assert_allclose(bare.confidence, conf[0].numpy(), atol=1e-6)
+    assert bare.disparity.shape == (32, 64) and bare.disparity.dtype == np.float32
+    assert bare.info["method"] == "psmnet" and bare.info["max_disp"] == 32 and bare.seconds > 0
+
+    # the default adds the left-right check: the right view from the mirrored, swapped pair
+    disp_right, _ = model.infer(right.flip(-1), left.flip(-1), return_confidence=False)
+    filled, consistent = left_right_fill(disp, disp_right.flip(-1), DEFAULT_LR_CHECK)
+    checked = predict_disparity(*pair, weights=tiny_ckpt, device="cpu")
+    np.testing.assert_allclose(checked.disparity, filled[0].numpy(), atol=1e-5)
+    np.testing.assert_allclose(checked.confidence, np.where(consistent[0], conf[0], 0), atol=1e-6)
+    assert checked.info["lr_check"] == DEFAULT_LR_CHECK == 2.0 and checked.info["lr_refilled"] == pytest.approx(
+        1 - consistent.float().mean().item())
+    assert 0 < checked.info["lr_refilled"] < 1  # a random network: some pixels are refilled, not all
 
 
 def test_inputs_as_uint8_pil_and_paths_give_the_same_disparity(tiny_ckpt, pair, tmp_path):

@@ -14,7 +14,7 @@ from vislab.cli import main
 from vislab.core.checkpoint import save_atomic
 from vislab.core.errors import VislabError
 from vislab.stereo.datasets import create_dataset
-from vislab.stereo.evaluate import evaluate, parse_dataset_options, psmnet_predict_fn
+from vislab.stereo.evaluate import build_predictor, evaluate, parse_dataset_options, psmnet_predict_fn
 from vislab.stereo.geometry import depth_to_points, discontinuity_mask, disparity_to_depth, read_ply, write_ply
 from vislab.stereo.io import read_kitti_disparity, read_pfm, write_kitti_disparity
 from vislab.stereo.metrics import stereo_metrics
@@ -288,8 +288,13 @@ def test_cli_predict_psmnet_confidence_and_point_filters(crops, soft_ckpt, tmp_p
     out = tmp_path / "p"
     args = ["stereo", "predict", str(left), str(right), "--weights", str(soft_ckpt), "--device", "cpu",
             "--calib", str(calib), "--ply", "--out", str(out)]
+    assert main(args) == 0  # default: with the left-right check
+    assert "left-right check (2 px)" in capsys.readouterr().out
+    checked_conf = np.load(out / "im0_conf.npy")
+    args += ["--lr-check", "0"]  # the network's own maps from here on
     assert main(args) == 0
     conf = np.load(out / "im0_conf.npy")
+    assert np.all((checked_conf == conf) | (checked_conf == 0)) and (checked_conf == 0).sum() > (conf == 0).sum()
     disp = np.load(out / "im0_disp.npy")
     assert conf.shape == disp.shape == (32, 64) and 0 <= conf.min() and conf.max() <= 1
     assert 0 <= disp.min() and disp.max() <= 32
@@ -406,8 +411,8 @@ def test_cli_submit_psmnet_on_testing_split(tmp_path, stereo_samples, tiny_ckpt,
                  "--device", "cpu", "--out", str(out)]) == 0
     files = sorted(p.name for p in (out / "disp_0").iterdir())
     assert files == ["000000_10.png", "000001_10.png"]
-    model = load_stereo_model(tiny_ckpt, torch.device("cpu"))[0]
-    predict = psmnet_predict_fn(model, "cpu")
+    predict, config = build_predictor(weights=tiny_ckpt, device="cpu")  # the CLI's defaults
+    assert config["lr_check"] == 2.0 and config["estimator"] == "dominant"
     testing = create_dataset("kitti2015", root, split="testing")
     for i, (name, (h, w)) in enumerate(zip(files, sizes, strict=True)):
         disp, _ = read_kitti_disparity(out / "disp_0" / name)

@@ -1,13 +1,12 @@
 """The helpers behind benchmarks/stereo_quality_variants.py (issue 12's inference-side experiments).
 
-Their measurements are only as good as these pieces: the left-right fill, the SPP window swap and the
-checkpoint average are checked on hand-built cases here.
+Their measurements are only as good as these pieces: the SPP window swap and the checkpoint average are
+checked on hand-built cases here (the left-right check it measures is vislab's own, tests/test_stereo_refine.py).
 """
 
 import importlib.util
 from pathlib import Path
 
-import pytest
 import torch
 import torch.nn.functional as F
 
@@ -17,41 +16,6 @@ _PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "stereo_quality_var
 _spec = importlib.util.spec_from_file_location("stereo_quality_variants", _PATH)
 variants = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(variants)
-
-
-def _row(values: list[float]) -> torch.Tensor:
-    return torch.tensor(values, dtype=torch.float32).view(1, 1, -1)
-
-
-def _scene() -> tuple[torch.Tensor, torch.Tensor]:
-    """A 20-px row: background at 2 px, an object at 6 px seen at x = 10..13 in the left view (4..7 in the
-    right); the left view's background at x = 8, 9 is hidden in the right view, and x = 0, 1 see nothing
-    there. The left estimate is wrong (4 px) in the occlusion and at the border (5 px)."""
-    truth = [5, 5] + [2] * 6 + [4, 4] + [6] * 4 + [2] * 6
-    right = [2] * 4 + [6] * 4 + [2] * 12
-    return _row(truth), _row(right)
-
-
-@pytest.mark.parametrize("occlusion_aware", [False, True])
-def test_lr_fill_gives_the_occlusion_the_background_and_keeps_consistent_pixels(occlusion_aware):
-    left, right = _scene()
-    filled = variants.lr_fill(left, right, threshold=1.0, occlusion_aware=occlusion_aware)
-    expected = _row([2] * 10 + [6] * 4 + [2] * 6)
-    assert torch.equal(filled, expected)
-
-
-def test_lr_fill_mismatch_gets_the_neighbours_mean_only_when_occlusion_aware():
-    # x = 5 claims 3 px, but the right view there (x = 2) says 1 px, farther: a mismatch, not an occlusion;
-    # its consistent neighbours are 1 px (x = 4) and 2 px (x = 6)
-    left = _row([1, 1, 1, 1, 1, 3, 2, 2, 2, 2])
-    right = _row([1, 1, 1, 1, 2, 2, 2, 2, 2, 2])
-    assert variants.lr_fill(left, right, 1.0, occlusion_aware=False)[0, 0, 5] == 1
-    assert variants.lr_fill(left, right, 1.0, occlusion_aware=True)[0, 0, 5] == 1.5
-
-
-def test_lr_fill_leaves_a_row_without_consistent_pixels_alone():
-    left, right = _row([3, 3, 3]), _row([9, 9, 9])
-    assert torch.equal(variants.lr_fill(left, right, 1.0, False), left)
 
 
 def test_spp_variants_swap_the_pools_and_plain_restores_the_model():

@@ -37,6 +37,10 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
     _add_estimator_args(p, "PSMNet disparity from the softmax: dominant (default: the mean inside the most probable "
                            "+-window) or softargmin (the paper's mean over all disparities)")
+    p.add_argument("--lr-check", type=float, default=None, metavar="PX",
+                   help="PSMNet left-right consistency check: also predict the right view (twice the time) and "
+                        "refill pixels it contradicts by more than PX from their row's background (default 2; "
+                        "0 turns it off)")
 
 
 def add_parser(labs: argparse._SubParsersAction) -> None:

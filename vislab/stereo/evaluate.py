@@ -24,18 +24,27 @@ DEFAULT_MAX_DISP = 192
 
 
 def psmnet_predict_fn(model: torch.nn.Module, device: torch.device | str, estimator: str | None = None,
-                      estimator_window: int | None = None) -> PredictFn:
+                      estimator_window: int | None = None, lr_check: float = 0.0) -> PredictFn:
     """Wrap a PSMNet for ``evaluate``: (3, H, W) [0, 1] left/right -> (H, W) disparity on the CPU.
 
     Normalises with ImageNet statistics, adds the batch dimension and calls ``model.infer`` (eval-mode
     semantics and no autograd, whatever mode the model is in, so training can validate mid-run).
+    ``lr_check`` > 0: also predict the right view and refill the pixels it contradicts by more than that
+    many px (:func:`~vislab.stereo.refine.left_right_fill`); 0, the default here, is the network alone.
     """
+    from vislab.stereo.refine import left_right_fill, right_view_disparity
+
     device = torch.device(device)
+
+    def run(left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+        return model.infer(left, right, return_confidence=False, estimator=estimator, window=estimator_window)[0]
 
     def predict(left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
         l_in = imagenet_normalize(left.to(device, torch.float32)).unsqueeze(0)
         r_in = imagenet_normalize(right.to(device, torch.float32)).unsqueeze(0)
-        disp, _ = model.infer(l_in, r_in, return_confidence=False, estimator=estimator, window=estimator_window)
+        disp = run(l_in, r_in)
+        if lr_check > 0:
+            disp, _ = left_right_fill(disp, right_view_disparity(run, l_in, r_in), lr_check)
         return disp[0].float().cpu()
 
     return predict
@@ -93,7 +102,8 @@ def parse_dataset_options(items: list[str] | None) -> dict[str, Any]:
 
 def build_predictor(*, method: str = "psmnet", weights: str | Path | None = None, max_disp: int | None = None,
                     align_corners: bool = False, device: str = "auto", estimator: str | None = None,
-                    estimator_window: int | None = None) -> tuple[PredictFn, dict[str, Any]]:
+                    estimator_window: int | None = None, lr_check: float | None = None
+                    ) -> tuple[PredictFn, dict[str, Any]]:
     """The predict_fn and a config record for a method (``psmnet`` or ``sgbm``) and its options.
 
     Shared by ``vislab stereo eval`` and ``submit``; the options mean what the CLI flags of the same names mean.
@@ -108,9 +118,10 @@ def build_predictor(*, method: str = "psmnet", weights: str | Path | None = None
     model, info, torch_device = load_model(weights, max_disp=max_disp, align_corners=align_corners, device=device)
     # PSMNet's estimator (None: DEFAULT_ESTIMATOR); SGBM above has no softmax to choose from.
     estimator, estimator_window = resolve_estimator(estimator, estimator_window)
-    return (psmnet_predict_fn(model, torch_device, estimator, estimator_window),
+    lr_check = resolve_lr_check(lr_check)
+    return (psmnet_predict_fn(model, torch_device, estimator, estimator_window, lr_check),
             {"method": "psmnet", **info, "device": str(torch_device), "estimator": estimator,
-             "estimator_window": estimator_window})
+             "estimator_window": estimator_window, "lr_check": lr_check})
 
 
 def resolve_estimator(estimator: str | None, window: int | None) -> tuple[str, int]:
@@ -124,6 +135,16 @@ def resolve_estimator(estimator: str | None, window: int | None) -> tuple[str, i
     if window < 0:
         raise VislabError(f"--estimator-window must be >= 0 px, got {window}")
     return estimator, window
+
+
+def resolve_lr_check(threshold: float | None) -> float:
+    """The left-right check threshold in px (None: the default; 0: no check), validated (one-line VislabError)."""
+    from vislab.stereo.refine import DEFAULT_LR_CHECK
+
+    threshold = DEFAULT_LR_CHECK if threshold is None else float(threshold)
+    if not math.isfinite(threshold) or threshold < 0:
+        raise VislabError(f"--lr-check must be a threshold >= 0 px (0 turns the check off), got {threshold}")
+    return threshold
 
 
 def sgbm_max_disp(max_disp: int | None = None, weights: str | Path | None = None) -> int:
@@ -227,7 +248,8 @@ def predictor_options(args: argparse.Namespace) -> dict[str, Any]:
     """The keyword arguments of ``build_predictor`` from the shared model flags of eval/predict/submit."""
     return {"method": getattr(args, "method", "psmnet"), "weights": args.weights, "max_disp": args.max_disp,
             "align_corners": bool(args.align_corners), "device": args.device,
-            "estimator": getattr(args, "estimator", None), "estimator_window": getattr(args, "estimator_window", None)}
+            "estimator": getattr(args, "estimator", None), "estimator_window": getattr(args, "estimator_window", None),
+            "lr_check": getattr(args, "lr_check", None)}
 
 
 def default_eval_split(dataset: str, split: str | None) -> str:

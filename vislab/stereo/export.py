@@ -337,12 +337,13 @@ def cached_runner(path: str | os.PathLike, device: str = "auto") -> StereoOnnx:
 
 def predict_onnx(path: str | os.PathLike, left: np.ndarray, right: np.ndarray, *, method: str = "psmnet",
                  weights: str | os.PathLike | None = None, max_disp: int | None = None, align_corners: bool = False,
-                 device: str = "auto", estimator: str | None = None, estimator_window: int | None = None
-                 ) -> tuple[np.ndarray, np.ndarray | None, float, dict[str, Any]]:
+                 device: str = "auto", estimator: str | None = None, estimator_window: int | None = None,
+                 lr_check: float = 0.0) -> tuple[np.ndarray, np.ndarray | None, float, dict[str, Any]]:
     """``predict_disparity(..., onnx=path)``: (disparity, confidence or None, seconds, info) from ONNX Runtime.
 
     The options that ``predict_disparity`` takes for PyTorch are fixed inside the exported file; giving one
-    that disagrees with it is a one-line VislabError rather than being silently ignored.
+    that disagrees with it is a one-line VislabError rather than being silently ignored. ``lr_check`` > 0 runs
+    the graph on the mirrored, swapped pair too and applies the same left-right check as PyTorch.
     """
     if method != "psmnet":
         raise VislabError(f"--onnx runs an exported PSMNet; it cannot be combined with --method {method}")
@@ -360,7 +361,17 @@ def predict_onnx(path: str | os.PathLike, left: np.ndarray, right: np.ndarray, *
     runner.check_size(*left.shape[:2])
     start = time.perf_counter()
     disp, conf = runner(left, right)
-    return disp, conf, time.perf_counter() - start, runner.info
+    info = {**runner.info, "lr_check": lr_check, "lr_refilled": 0.0}
+    if lr_check > 0:
+        from vislab.stereo.refine import left_right_fill
+
+        disp_right = runner(right[:, ::-1], left[:, ::-1])[0][:, ::-1]
+        filled, consistent = left_right_fill(torch.from_numpy(disp)[None], torch.from_numpy(disp_right.copy())[None],
+                                             lr_check)
+        disp, consistent = filled[0].numpy(), consistent[0].numpy()
+        conf = np.where(consistent, conf, 0.0).astype(np.float32) if conf is not None else None
+        info["lr_refilled"] = float(1 - consistent.mean())
+    return disp, conf, time.perf_counter() - start, info
 
 
 def run_export(args: argparse.Namespace) -> int:

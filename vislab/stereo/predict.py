@@ -15,10 +15,11 @@ from PIL import Image
 from vislab.core.checkpoint import LoadedCache
 from vislab.core.errors import VislabError
 from vislab.core.logging import make_output_dir
-from vislab.stereo.evaluate import load_model, resolve_estimator, sgbm_max_disp
+from vislab.stereo.evaluate import load_model, resolve_estimator, resolve_lr_check, sgbm_max_disp
 from vislab.stereo.geometry import depth_to_points, discontinuity_mask, disparity_to_depth, write_ply
 from vislab.stereo.io import read_calib, read_image, write_image, write_kitti_disparity, write_pfm
 from vislab.stereo.metrics import stereo_metrics
+from vislab.stereo.refine import left_right_fill, right_view_disparity
 from vislab.stereo.transforms import imagenet_normalize
 from vislab.stereo.visualize import colorize_confidence, colorize_depth, colorize_disparity
 
@@ -99,7 +100,8 @@ _MODELS: LoadedCache[tuple[torch.nn.Module, dict[str, Any], torch.device]] = Loa
 def predict_disparity(left: ImageInput, right: ImageInput, *, weights: str | Path | None = None,
                       method: str = "psmnet", max_disp: int | None = None, align_corners: bool = False,
                       device: str = "auto", estimator: str | None = None,
-                      estimator_window: int | None = None, onnx: str | Path | None = None) -> StereoPrediction:
+                      estimator_window: int | None = None, lr_check: float | None = None,
+                      onnx: str | Path | None = None) -> StereoPrediction:
     """Disparity (and, for PSMNet, confidence) of a rectified stereo pair.
 
     ``left``/``right``: paths, PIL images or arrays of the same size. ``method``: ``psmnet`` (``weights``: a
@@ -107,6 +109,9 @@ def predict_disparity(left: ImageInput, right: ImageInput, *, weights: str | Pat
     ``max_disp``: the disparity range (PSMNet: a multiple of 4, default the checkpoint's; SGBM: default 192).
     ``estimator``: PSMNet's disparity from its softmax, ``"dominant"`` (default: the mean inside the most
     probable ± ``estimator_window`` px, default 4) or ``"softargmin"`` (the paper's); the confidence follows it.
+    ``lr_check``: PSMNet's left-right consistency check, in px (default 2; 0 turns it off): the right view's
+    disparity is predicted too (twice the time) and pixels it contradicts by more than this are refilled from
+    their row's background, with confidence 0 (``vislab.stereo.refine``; SGBM runs its own check).
     ``onnx``: run a graph made by ``vislab stereo export`` with ONNX Runtime instead of PyTorch (its weights,
     max_disp and estimator are fixed in the file; options that disagree with it are errors).
     Raises ``VislabError`` with a one-line message on bad input.
@@ -115,12 +120,13 @@ def predict_disparity(left: ImageInput, right: ImageInput, *, weights: str | Pat
     if left_rgb.shape != right_rgb.shape:
         raise VislabError(f"left/right size mismatch: left is {left_rgb.shape[1]}x{left_rgb.shape[0]}, "
                           f"right is {right_rgb.shape[1]}x{right_rgb.shape[0]}")
+    lr_check = resolve_lr_check(lr_check)
     if onnx is not None:
         from vislab.stereo.export import predict_onnx
 
         disp, conf, seconds, info = predict_onnx(
             onnx, left_rgb, right_rgb, method=method, weights=weights, max_disp=max_disp, align_corners=align_corners,
-            device=device, estimator=estimator, estimator_window=estimator_window)
+            device=device, estimator=estimator, estimator_window=estimator_window, lr_check=lr_check)
         return StereoPrediction(disp, conf, seconds, info)
     if method == "sgbm":
         from vislab.stereo.sgbm import sgbm_disparity
@@ -139,14 +145,23 @@ def predict_disparity(left: ImageInput, right: ImageInput, *, weights: str | Pat
     def prep(img: np.ndarray) -> torch.Tensor:
         return imagenet_normalize(torch.from_numpy(img.transpose(2, 0, 1)).to(torch_device)).unsqueeze(0)
 
+    def run(left_in: torch.Tensor, right_in: torch.Tensor) -> torch.Tensor:
+        return model.infer(left_in, right_in, return_confidence=False, estimator=estimator,
+                           window=estimator_window)[0]
+
     start = time.perf_counter()
-    disp, conf = model.infer(prep(left_rgb), prep(right_rgb), return_confidence=True, estimator=estimator,
-                             window=estimator_window)
+    left_in, right_in = prep(left_rgb), prep(right_rgb)
+    disp, conf = model.infer(left_in, right_in, return_confidence=True, estimator=estimator, window=estimator_window)
+    refilled = 0.0
+    if lr_check > 0:
+        disp, consistent = left_right_fill(disp, right_view_disparity(run, left_in, right_in), lr_check)
+        conf = torch.where(consistent, conf, 0.0)
+        refilled = float((~consistent).float().mean())
     disp_np = disp[0].float().cpu().numpy()
     conf_np = conf[0].float().cpu().numpy() if conf is not None else None
     return StereoPrediction(disp_np, conf_np, time.perf_counter() - start,
                             {"method": "psmnet", **info, "device": str(torch_device), "estimator": estimator,
-                             "estimator_window": estimator_window})
+                             "estimator_window": estimator_window, "lr_check": lr_check, "lr_refilled": refilled})
 
 
 def peak_memory_mb() -> float:
@@ -202,7 +217,7 @@ def run_predict(args: argparse.Namespace) -> int:
                                align_corners=bool(args.align_corners), device=args.device,
                                estimator=getattr(args, "estimator", None),
                                estimator_window=getattr(args, "estimator_window", None),
-                               onnx=getattr(args, "onnx", None))
+                               lr_check=getattr(args, "lr_check", None), onnx=getattr(args, "onnx", None))
     disp, conf, info, seconds = result.disparity, result.confidence, result.info, result.seconds
 
     out = make_output_dir(args.out)
@@ -219,6 +234,9 @@ def run_predict(args: argparse.Namespace) -> int:
     notes = []
     if info.get("onnx"):
         notes.append(f"ONNX Runtime: {info['onnx']} ({', '.join(info['providers'])}), estimator {info['estimator']}")
+    if info.get("lr_check"):
+        notes.append(f"left-right check ({info['lr_check']:g} px): {100 * info['lr_refilled']:.1f}% of the pixels "
+                     "refilled from their row's background (confidence 0 there); --lr-check 0 turns it off")
     if conf is None:
         notes.append(f"confidence: {info['onnx']} was exported without --confidence; no conf files written"
                      if info.get("onnx") else
