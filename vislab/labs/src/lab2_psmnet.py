@@ -399,13 +399,15 @@ else:
 # vislab ships weights for PSMNet's *basic* variant (trained on synthetic scenes on a CPU; see its model card:
 # it is a demo, weaker than the official weights or SGBM on real pairs). `predict_disparity` runs it and also
 # returns a **confidence** map: the softmax probability mass within 2 px of the estimate (high for a sharp
-# single peak, low where the matching is ambiguous). We ask for the paper's soft argmin (section 4); vislab's
-# default, `estimator="dominant"`, averages only around the most probable disparity, which keeps object edges
-# sharper.
+# single peak, low where the matching is ambiguous). We ask for the paper's soft argmin (section 4) and the
+# network alone (`lr_check=0`). vislab's defaults go further: `estimator="dominant"` averages only around the
+# most probable disparity, which keeps object edges sharper, and a left-right check (`lr_check=2`) also predicts
+# the right view and refills the pixels the two views disagree on (mostly occlusions) from the background.
 
 # %%
 max_disp = 64 if QUICK else 192  # the Motorcycle crop's disparities stay below 64
-shipped = predict_disparity(left, right, max_disp=max_disp, device=str(device), estimator="softargmin")
+shipped = predict_disparity(left, right, max_disp=max_disp, device=str(device), estimator="softargmin",
+                            lr_check=0)
 print(f"shipped PSMNet: {shipped.seconds:.1f} s on {shipped.info['device']}, {shipped.info['name']} variant")
 m = stereo_metrics(shipped.disparity, gt, max_disp=max_disp)
 print(f"against the ground truth: EPE {m['epe']:.2f} px, D1 {m['d1']:.1f}%")
