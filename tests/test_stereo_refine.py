@@ -62,3 +62,20 @@ def test_right_view_disparity_mirrors_and_swaps_the_pair():
     assert torch.equal(out, (right[:, 0] * 10 + left[:, 0]))  # flipped back: column x is the right view's x
 
 
+
+
+@pytest.mark.parametrize("bad", ["-1", "nan", "inf"])
+def test_a_bad_lr_check_is_a_one_line_error(bad, tmp_path, capsys):
+    import numpy as np
+    from PIL import Image
+
+    from vislab.cli import main
+
+    image = np.random.default_rng(0).integers(0, 255, (16, 32, 3), dtype=np.uint8)
+    for name in ("l.png", "r.png"):
+        Image.fromarray(image).save(tmp_path / name)
+    code = main(["stereo", "predict", str(tmp_path / "l.png"), str(tmp_path / "r.png"), "--method", "sgbm",
+                 "--lr-check", bad, "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2 and "--lr-check must be a threshold >= 0 px" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
