@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from vislab.stereo.refine import left_right_fill, right_view_disparity
+from vislab.stereo.refine import check_left_right, left_right_fill, right_view_disparity
 
 
 def _row(values: list[float]) -> torch.Tensor:
@@ -79,3 +79,14 @@ def test_a_bad_lr_check_is_a_one_line_error(bad, tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and "--lr-check must be a threshold >= 0 px" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()
+
+
+def test_check_left_right_zeroes_the_confidence_where_it_refills():
+    left, right = _scene()  # the matcher below answers with the right view's map for the mirrored pair
+    image = torch.zeros(1, 3, 1, 20)
+    confidence = torch.full_like(left, 0.9)
+    disp, conf, refilled = check_left_right(lambda a, b: right.flip(-1), image, image, left, confidence, 1.0)
+    expected, consistent = left_right_fill(left, right, 1.0)
+    assert torch.equal(disp, expected)
+    assert torch.equal(conf, torch.where(consistent, 0.9, 0.0)) and refilled == pytest.approx(6 / 20)
+    assert check_left_right(lambda a, b: right.flip(-1), image, image, left, None, 1.0)[1] is None

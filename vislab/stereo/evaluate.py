@@ -17,6 +17,7 @@ from vislab.core.logging import progress as progress_bar
 from vislab.core.logging import write_json
 from vislab.stereo.datasets import StereoDataset, create_dataset
 from vislab.stereo.metrics import METRIC_KEYS, MetricAccumulator
+from vislab.stereo.refine import DEFAULT_LR_CHECK, check_left_right
 from vislab.stereo.transforms import imagenet_normalize
 
 PredictFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -32,8 +33,6 @@ def psmnet_predict_fn(model: torch.nn.Module, device: torch.device | str, estima
     ``lr_check`` > 0: also predict the right view and refill the pixels it contradicts by more than that
     many px (:func:`~vislab.stereo.refine.left_right_fill`); 0, the default here, is the network alone.
     """
-    from vislab.stereo.refine import left_right_fill, right_view_disparity
-
     device = torch.device(device)
 
     def run(left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
@@ -44,7 +43,7 @@ def psmnet_predict_fn(model: torch.nn.Module, device: torch.device | str, estima
         r_in = imagenet_normalize(right.to(device, torch.float32)).unsqueeze(0)
         disp = run(l_in, r_in)
         if lr_check > 0:
-            disp, _ = left_right_fill(disp, right_view_disparity(run, l_in, r_in), lr_check)
+            disp, _, _ = check_left_right(run, l_in, r_in, disp, threshold=lr_check)
         return disp[0].float().cpu()
 
     return predict
@@ -139,8 +138,6 @@ def resolve_estimator(estimator: str | None, window: int | None) -> tuple[str, i
 
 def resolve_lr_check(threshold: float | None) -> float:
     """The left-right check threshold in px (None: the default; 0: no check), validated (one-line VislabError)."""
-    from vislab.stereo.refine import DEFAULT_LR_CHECK
-
     threshold = DEFAULT_LR_CHECK if threshold is None else float(threshold)
     if not math.isfinite(threshold) or threshold < 0:
         raise VislabError(f"--lr-check must be a threshold >= 0 px (0 turns the check off), got {threshold}")

@@ -37,10 +37,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vislab.core.checkpoint import LoadedCache
 from vislab.core.errors import VislabError
 from vislab.core.onnx import DEFAULT_OPSET, export_module, open_session, require_task
 from vislab.stereo.models.psmnet import PAD_MULTIPLE, PSMNet
 from vislab.stereo.models.volume import CONFIDENCE_RADIUS, DEFAULT_ESTIMATOR, DEFAULT_ESTIMATOR_WINDOW, ESTIMATORS
+from vislab.stereo.refine import check_left_right
 from vislab.stereo.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 INPUT_NAMES = ("left", "right")
@@ -320,19 +322,13 @@ class StereoOnnx:
         return disp[0], (conf[0] if conf is not None else None)
 
 
-_RUNNERS: dict[tuple, StereoOnnx] = {}
+# Bounded: sessions take a while to build, and a long-running app may be given several files over time.
+_RUNNERS: LoadedCache[StereoOnnx] = LoadedCache(limit=4)
 
 
 def cached_runner(path: str | os.PathLike, device: str = "auto") -> StereoOnnx:
-    """A ``StereoOnnx`` per (file, its modification time and size, device): sessions take a while to build."""
-    path = Path(path)
-    stamp = (path.stat().st_mtime_ns, path.stat().st_size) if path.is_file() else None
-    key = (str(path.resolve()), stamp, device)
-    if key not in _RUNNERS:
-        if len(_RUNNERS) >= 4:
-            _RUNNERS.pop(next(iter(_RUNNERS)))
-        _RUNNERS[key] = StereoOnnx(path, device)
-    return _RUNNERS[key]
+    """A ``StereoOnnx`` per (file, its modification time and size, device), built once per process."""
+    return _RUNNERS.get(path, (device,), lambda: StereoOnnx(path, device))
 
 
 def predict_onnx(path: str | os.PathLike, left: np.ndarray, right: np.ndarray, *, method: str = "psmnet",
@@ -363,14 +359,16 @@ def predict_onnx(path: str | os.PathLike, left: np.ndarray, right: np.ndarray, *
     disp, conf = runner(left, right)
     info = {**runner.info, "lr_check": lr_check, "lr_refilled": 0.0}
     if lr_check > 0:
-        from vislab.stereo.refine import left_right_fill
+        def run(left_batch: torch.Tensor, right_batch: torch.Tensor) -> torch.Tensor:
+            return torch.from_numpy(runner.run_batch(left_batch.numpy(), right_batch.numpy())[0])
 
-        disp_right = runner(right[:, ::-1], left[:, ::-1])[0][:, ::-1]
-        filled, consistent = left_right_fill(torch.from_numpy(disp)[None], torch.from_numpy(disp_right.copy())[None],
-                                             lr_check)
-        disp, consistent = filled[0].numpy(), consistent[0].numpy()
-        conf = np.where(consistent, conf, 0.0).astype(np.float32) if conf is not None else None
-        info["lr_refilled"] = float(1 - consistent.mean())
+        def as_batch(image: np.ndarray) -> torch.Tensor:
+            return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))[None]
+
+        filled, checked_conf, info["lr_refilled"] = check_left_right(
+            run, as_batch(left), as_batch(right), torch.from_numpy(disp)[None],
+            None if conf is None else torch.from_numpy(conf)[None], lr_check)
+        disp, conf = filled[0].numpy(), (None if checked_conf is None else checked_conf[0].numpy())
     return disp, conf, time.perf_counter() - start, info
 
 

@@ -19,7 +19,7 @@ from vislab.stereo.evaluate import load_model, resolve_estimator, resolve_lr_che
 from vislab.stereo.geometry import depth_to_points, discontinuity_mask, disparity_to_depth, write_ply
 from vislab.stereo.io import read_calib, read_image, write_image, write_kitti_disparity, write_pfm
 from vislab.stereo.metrics import stereo_metrics
-from vislab.stereo.refine import left_right_fill, right_view_disparity
+from vislab.stereo.refine import check_left_right
 from vislab.stereo.transforms import imagenet_normalize
 from vislab.stereo.visualize import colorize_confidence, colorize_depth, colorize_disparity
 
@@ -154,9 +154,7 @@ def predict_disparity(left: ImageInput, right: ImageInput, *, weights: str | Pat
     disp, conf = model.infer(left_in, right_in, return_confidence=True, estimator=estimator, window=estimator_window)
     refilled = 0.0
     if lr_check > 0:
-        disp, consistent = left_right_fill(disp, right_view_disparity(run, left_in, right_in), lr_check)
-        conf = torch.where(consistent, conf, 0.0)
-        refilled = float((~consistent).float().mean())
+        disp, conf, refilled = check_left_right(run, left_in, right_in, disp, conf, lr_check)
     disp_np = disp[0].float().cpu().numpy()
     conf_np = conf[0].float().cpu().numpy() if conf is not None else None
     return StereoPrediction(disp_np, conf_np, time.perf_counter() - start,

@@ -11,12 +11,16 @@ check, as in semi-global matching).
 Measured on held-out synthetic scenes before it became the default: ``docs/stereo-quality.md``.
 """
 
+from collections.abc import Callable
+
 import torch
+
+Matcher = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (left, right) (B, 3, H, W) -> (B, H, W)
 
 DEFAULT_LR_CHECK = 2.0  # px: chosen on held-out 256x512 synthetic scenes, docs/stereo-quality.md
 
 
-def right_view_disparity(run, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+def right_view_disparity(run: Matcher, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
     """The right image's disparity map from a left-reference matcher ``run(left, right) -> (B, H, W)``.
 
     Mirroring both images and swapping them makes the right view the reference of a valid rectified pair.
@@ -53,3 +57,14 @@ def left_right_fill(disp_left: torch.Tensor, disp_right: torch.Tensor, threshold
         fill = torch.where(occluded | ~both, fill, (left_value + right_value) / 2)
     fill = torch.where(torch.isfinite(fill), fill, disp_left)
     return torch.where(consistent, disp_left, fill), consistent
+
+
+def check_left_right(run: Matcher, left: torch.Tensor, right: torch.Tensor, disp: torch.Tensor,
+                     confidence: torch.Tensor | None = None, threshold: float = DEFAULT_LR_CHECK
+                     ) -> tuple[torch.Tensor, torch.Tensor | None, float]:
+    """The check for a left-reference matcher ``run`` whose left-view disparity ``disp`` is already known:
+    (refilled disparity, ``confidence`` set to 0 where refilled (None stays None), share of refilled pixels)."""
+    filled, consistent = left_right_fill(disp, right_view_disparity(run, left, right), threshold)
+    if confidence is not None:
+        confidence = torch.where(consistent, confidence, 0.0)
+    return filled, confidence, float((~consistent).float().mean())
