@@ -324,10 +324,11 @@ def test_loss_weights_and_mask():
     assert empty.item() == 0 and out.grad is not None
 
 
-def _metrics_run(folder, rows, batch_size=None):
+def _metrics_run(folder, rows, batch_size=None, loss=None):
     folder.mkdir(parents=True)
     if batch_size is not None:
-        (folder / "config.json").write_text(json.dumps({"batch_size": batch_size}))
+        config = {"batch_size": batch_size} | ({"loss": loss} if loss else {})
+        (folder / "config.json").write_text(json.dumps(config))
     lines = ["iteration,loss,train_epe,val_epe,val_d1"] + [",".join(map(str, r)) for r in rows]
     (folder / "metrics.csv").write_text("\n".join(lines) + "\n")
     return folder
@@ -340,6 +341,7 @@ def test_curves_load_run_and_chained_offsets_on_hand_written_metrics(tmp_path, m
     s1 = _metrics_run(tmp_path / "stage1:7", [(1, 1.0, 2.0, "", ""), (2, "nan", "nan", "", ""),
                                               (3, 0.5, 1.5, "", ""), (3, "", "", 4.0, 20.0)], batch_size=2)
     s2 = _metrics_run(tmp_path / "stage2", [(1, 0.4, 1.0, "", ""), (2, 0.3, 0.9, 3.0, 15.0)])  # no config.json
+    s3 = _metrics_run(tmp_path / "stage3", [(1, 0.2, 0.8, "", "")], batch_size=1, loss="adl")
     run = curves.load_run(s1)
     assert run["pairs"] == [2, 6] and run["loss"] == [1.0, 0.5]  # x in pairs (batch 2); the NaN step dropped
     assert run["val_pairs"] == [6] and run["val_epe"] == [4.0] and run["val_d1"] == [20.0]
@@ -350,6 +352,12 @@ def test_curves_load_run_and_chained_offsets_on_hand_written_metrics(tmp_path, m
     curves.plot_training_curves([s1, f"{s2}:0", s2], tmp_path / "c.png", smooth=1, labels=["a", "b", "c"])
     lines = {ln.get_label(): ln for ax in figs[0].axes for ln in ax.get_lines()}
     assert list(lines["c"].get_xdata()) == [7, 8] and list(lines["c EPE"].get_xdata()) == [8]
+    # the loss axis names the loss each run trained with (runs from before --loss: smooth L1)
+    assert figs[0].axes[0].get_ylabel() == "training loss (smooth L1)"
+    curves.plot_training_curves([s1, s3], tmp_path / "c.png", smooth=1)
+    assert figs[1].axes[0].get_ylabel() == "training loss (smooth L1, then ADL cross-entropy)"
+    curves.plot_training_curves([s3], tmp_path / "c.png", smooth=1)
+    assert figs[2].axes[0].get_ylabel() == "training loss (ADL cross-entropy)"
     # the CLI's defaults reach the plot, and bad values / unreadable configs are one-line errors
     calls = []
     monkeypatch.setattr(curves, "plot_training_curves", lambda dirs, out, **kw: calls.append((dirs, out, kw)) or out)

@@ -9,6 +9,7 @@ import argparse
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 from vislab.core.errors import VislabError
 from vislab.core.logging import read_metrics_csv, save_figure, subplots
@@ -33,8 +34,12 @@ def _split_until(run_dir: str | Path) -> tuple[Path, float]:
     return Path(text), math.inf
 
 
-def load_run(run_dir: str | Path) -> dict[str, list[float]]:
-    """Per-step training rows and per-epoch validation rows of a run, x in training pairs seen.
+LOSS_NAMES = {"smoothl1": "smooth L1", "adl": "ADL cross-entropy"}
+
+
+def load_run(run_dir: str | Path) -> dict[str, Any]:
+    """Per-step training rows and per-epoch validation rows of a run, x in training pairs seen, and the name
+    of the loss it was trained with.
 
     ``RUN_DIR:N`` keeps the rows up to optimizer step N only.
     """
@@ -43,14 +48,18 @@ def load_run(run_dir: str | Path) -> dict[str, list[float]]:
     if not metrics.is_file():
         raise VislabError(f"no training metrics in {run_dir} (expected {metrics.name})")
     try:
-        batch = int(json.loads(config.read_text())["batch_size"]) if config.is_file() else 1
+        saved = json.loads(config.read_text()) if config.is_file() else {}
+        batch = int(saved["batch_size"]) if config.is_file() else 1
+        # runs written before --loss existed trained with smooth L1, the only loss then
+        loss_name = LOSS_NAMES.get(str(saved.get("loss", "smoothl1")), str(saved.get("loss")))
         rows = read_metrics_csv(metrics)
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise VislabError(f"cannot read the metrics of {run_dir}: {exc}") from None
     rows = [r for r in rows if r.get("iteration", 0) <= until]
     train = [r for r in rows if "loss" in r and math.isfinite(r["loss"])]
     val = [r for r in rows if "val_epe" in r]
     return {
+        "loss_name": loss_name,
         "pairs": [r["iteration"] * batch for r in train],
         "loss": [r["loss"] for r in train],
         "train_epe": [r.get("train_epe", math.nan) for r in train],
@@ -72,8 +81,11 @@ def plot_training_curves(run_dirs: list[str | Path], out: str | Path, smooth: in
     fig, (ax_loss, ax_epe, ax_val) = subplots(3, 1, figsize=(8, 9), sharex=True)
     ax_d1 = ax_val.twinx()
     offset = 0.0
+    loss_names: list[str] = []
     for i, (run_dir, label) in enumerate(zip(run_dirs, labels, strict=True)):
         run = load_run(run_dir)
+        if run["loss_name"] not in loss_names:
+            loss_names.append(run["loss_name"])
         if i:
             for ax in (ax_loss, ax_epe, ax_val):
                 ax.axvline(offset, color="grey", linestyle="--", linewidth=0.8)
@@ -86,7 +98,7 @@ def plot_training_curves(run_dirs: list[str | Path], out: str | Path, smooth: in
         ax_val.plot(vx, run["val_epe"], color=colour, marker="o", markersize=3, label=f"{label} EPE")
         ax_d1.plot(vx, run["val_d1"], color=colour, marker="s", markersize=3, linestyle=":", label=f"{label} D1")
         offset = (x[-1] if x else offset)
-    ax_loss.set_ylabel("training loss (smooth L1)")
+    ax_loss.set_ylabel(f"training loss ({', then '.join(loss_names)})")
     ax_epe.set_ylabel("training EPE (px)")
     ax_val.set_ylabel("validation EPE (px), circles")
     ax_d1.set_ylabel("validation D1 (%), squares")
@@ -94,7 +106,7 @@ def plot_training_curves(run_dirs: list[str | Path], out: str | Path, smooth: in
     for ax in (ax_loss, ax_epe, ax_val):
         ax.grid(True, alpha=0.3)
     ax_loss.legend(loc="upper right", fontsize="small")
-    ax_loss.set_title(f"PSMNet training ({', '.join(labels)}); thick lines: mean over {smooth} steps")
+    ax_loss.set_title(f"PSMNet training; thick lines: mean over {smooth} steps")
     fig.tight_layout()
     return save_figure(fig, out)
 
