@@ -5,6 +5,7 @@ import importlib
 from collections.abc import Callable
 
 from vislab.core.device import DEVICE_CHOICES
+from vislab.stereo.configs import LOSSES
 
 
 def _lazy(target: str) -> Callable[[argparse.Namespace], int]:
@@ -135,7 +136,7 @@ def add_parser(labs: argparse._SubParsersAction) -> None:
     p.add_argument("--photometric", action="store_true", help="colour jitter on top of the random crop")
     p.add_argument("--asymmetric", action="store_true",
                    help="colour, gamma and blur drawn independently for each view (replaces --photometric)")
-    p.add_argument("--loss", default=None, choices=("smoothl1", "adl"),
+    p.add_argument("--loss", default=None, choices=tuple(LOSSES),
                    help="smoothl1 (the paper, default) or adl (adaptive multi-modal cross-entropy)")
     p.add_argument("--synthetic-style", default=None, choices=("objects", "real", "mixed"),
                    help="synthetic training scenes: objects (default), real (ground plane, small disparities), mixed")

@@ -9,6 +9,9 @@ from typing import Any
 
 from vislab.core.errors import VislabError
 
+# the losses `vislab stereo train --loss` accepts, with the names plots give them
+LOSSES = {"smoothl1": "smooth L1", "adl": "ADL cross-entropy"}
+
 
 @dataclass
 class TrainConfig:
@@ -162,7 +165,7 @@ def validate(cfg: TrainConfig) -> None:
     if cfg.num_workers < 0:
         raise VislabError(f"--num-workers must be >= 0, got {cfg.num_workers}")
     lr_factor(cfg.schedule, 0)
-    if cfg.loss not in ("smoothl1", "adl"):
+    if cfg.loss not in LOSSES:
         raise VislabError(f"unknown --loss {cfg.loss!r}; choose smoothl1 or adl")
     if cfg.synthetic_style not in ("objects", "real", "mixed"):
         raise VislabError(f"unknown --synthetic-style {cfg.synthetic_style!r}; choose objects, real or mixed")

@@ -13,6 +13,7 @@ from typing import Any
 
 from vislab.core.errors import VislabError
 from vislab.core.logging import read_metrics_csv, save_figure, subplots
+from vislab.stereo.configs import LOSSES
 
 
 def _moving_average(values: list[float], window: int) -> list[float]:
@@ -34,9 +35,6 @@ def _split_until(run_dir: str | Path) -> tuple[Path, float]:
     return Path(text), math.inf
 
 
-LOSS_NAMES = {"smoothl1": "smooth L1", "adl": "ADL cross-entropy"}
-
-
 def load_run(run_dir: str | Path) -> dict[str, Any]:
     """Per-step training rows and per-epoch validation rows of a run, x in training pairs seen, and the name
     of the loss it was trained with.
@@ -48,10 +46,11 @@ def load_run(run_dir: str | Path) -> dict[str, Any]:
     if not metrics.is_file():
         raise VislabError(f"no training metrics in {run_dir} (expected {metrics.name})")
     try:
-        saved = json.loads(config.read_text()) if config.is_file() else {}
-        batch = int(saved["batch_size"]) if config.is_file() else 1
+        has_config = config.is_file()
+        saved = json.loads(config.read_text()) if has_config else {}
+        batch = int(saved["batch_size"]) if has_config else 1
         # runs written before --loss existed trained with smooth L1, the only loss then
-        loss_name = LOSS_NAMES.get(str(saved.get("loss", "smoothl1")), str(saved.get("loss")))
+        loss_name = LOSSES.get(str(saved.get("loss", "smoothl1")), str(saved.get("loss")))
         rows = read_metrics_csv(metrics)
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise VislabError(f"cannot read the metrics of {run_dir}: {exc}") from None

@@ -43,9 +43,6 @@ def psmnet_loss(outputs: Sequence[torch.Tensor], disp: torch.Tensor, mask: torch
 
 # ------------------------------------------------------------------------------------------------- ADL
 
-LOSSES = ("smoothl1", "adl")
-
-
 @dataclass(frozen=True)
 class ADLParams:
     """The multi-modal target of ADL (Xu et al., CVPR 2024).
