@@ -179,8 +179,21 @@ def test_train_with_adl_runs(tmp_path):
     net = train(cfg, tmp_path / "run")
     assert all(torch.isfinite(p).all() for p in net.parameters())
     assert (tmp_path / "run" / "last.pt").is_file()
-    with pytest.raises(VislabError, match="--loss"):
+    with pytest.raises(VislabError, match="unknown --loss 'l2'; choose one of smoothl1, adl"):
         resolve_config("tiny", {"loss": "l2"})
+    with pytest.raises(VislabError, match="unknown --synthetic-style 'indoor'; choose one of objects, real, mixed"):
+        resolve_config("tiny", {"synthetic_style": "indoor"})
+
+
+@pytest.mark.parametrize("style", ["objects", "real", "mixed"])
+def test_every_synthetic_style_the_cli_accepts_trains(style):
+    from vislab.cli import build_parser
+    from vislab.stereo.configs import resolve_config
+
+    args = build_parser().parse_args(["stereo", "train", "--config", "tiny", "--synthetic-style", style])
+    cfg = resolve_config("tiny", {"synthetic_style": args.synthetic_style})
+    sample = SyntheticStereo(size=1, height=32, width=64, max_disp=16, style=cfg.synthetic_style)[0]
+    assert sample["valid"].any()
 
 
 # ------------------------------------------------------------------------------------- augmentation, data

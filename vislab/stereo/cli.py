@@ -5,7 +5,7 @@ import importlib
 from collections.abc import Callable
 
 from vislab.core.device import DEVICE_CHOICES
-from vislab.stereo.configs import LOSSES
+from vislab.stereo.configs import LOSSES, SYNTHETIC_STYLES
 
 
 def _lazy(target: str) -> Callable[[argparse.Namespace], int]:
@@ -138,7 +138,7 @@ def add_parser(labs: argparse._SubParsersAction) -> None:
                    help="colour, gamma and blur drawn independently for each view (replaces --photometric)")
     p.add_argument("--loss", default=None, choices=tuple(LOSSES),
                    help="smoothl1 (the paper, default) or adl (adaptive multi-modal cross-entropy)")
-    p.add_argument("--synthetic-style", default=None, choices=("objects", "real", "mixed"),
+    p.add_argument("--synthetic-style", default=None, choices=SYNTHETIC_STYLES,
                    help="synthetic training scenes: objects (default), real (ground plane, small disparities), mixed")
     p.add_argument("--iters", type=int, default=None, help="stop after N optimizer steps in total")
     p.add_argument("--save-every", type=int, default=None, help="write last.pt every N steps")

@@ -11,6 +11,8 @@ from vislab.core.errors import VislabError
 
 # the losses `vislab stereo train --loss` accepts, with the names plots give them
 LOSSES = {"smoothl1": "smooth L1", "adl": "ADL cross-entropy"}
+# the synthetic scene styles (datasets/synthetic.py renders them; `--synthetic-style` accepts them)
+SYNTHETIC_STYLES = ("objects", "real", "mixed")
 
 
 @dataclass
@@ -166,8 +168,9 @@ def validate(cfg: TrainConfig) -> None:
         raise VislabError(f"--num-workers must be >= 0, got {cfg.num_workers}")
     lr_factor(cfg.schedule, 0)
     if cfg.loss not in LOSSES:
-        raise VislabError(f"unknown --loss {cfg.loss!r}; choose smoothl1 or adl")
-    if cfg.synthetic_style not in ("objects", "real", "mixed"):
-        raise VislabError(f"unknown --synthetic-style {cfg.synthetic_style!r}; choose objects, real or mixed")
+        raise VislabError(f"unknown --loss {cfg.loss!r}; choose one of {', '.join(LOSSES)}")
+    if cfg.synthetic_style not in SYNTHETIC_STYLES:
+        raise VislabError(f"unknown --synthetic-style {cfg.synthetic_style!r}; "
+                          f"choose one of {', '.join(SYNTHETIC_STYLES)}")
     if cfg.val_dataset is None and cfg.val_root is not None:
         raise VislabError("--val-root given without --val-dataset")

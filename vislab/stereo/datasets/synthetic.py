@@ -40,6 +40,7 @@ import torch
 from PIL import Image
 
 from vislab.core.errors import VislabError
+from vislab.stereo.configs import SYNTHETIC_STYLES as STYLES
 from vislab.stereo.datasets.base import Sample, StereoDataset, Transform, register_dataset
 
 # scikit-image's bundled photographs used as textures (the motorcycle pair is an evaluation scene: excluded).
@@ -216,8 +217,6 @@ def _sample_row(tex: np.ndarray, xs: np.ndarray) -> np.ndarray:
     rows = np.arange(tex.shape[0])[:, None]
     return tex[rows, x0] * (1 - frac) + tex[rows, x0 + 1] * frac
 
-
-STYLES = ("objects", "real", "mixed")
 
 
 def render_scene(seed: int | tuple[int, ...] | np.random.Generator, height: int, width: int, max_disp: int = 64,
