@@ -239,3 +239,5 @@ def test_real_style_has_small_disparities_and_fewer_unmatched_pixels():
     assert ds[0]["left"].shape == (3, 32, 64) and "style=mixed" in repr(ds)
     with pytest.raises(VislabError, match="style"):
         SyntheticStereo(size=2, style="city")
+    with pytest.raises(VislabError, match="synthetic: unknown style 'city'; choose one of objects, real, mixed"):
+        render_scene(0, 32, 64, 32, style="city")

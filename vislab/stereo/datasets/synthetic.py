@@ -40,7 +40,7 @@ import torch
 from PIL import Image
 
 from vislab.core.errors import VislabError
-from vislab.stereo.configs import SYNTHETIC_STYLES as STYLES
+from vislab.stereo.configs import SYNTHETIC_STYLES
 from vislab.stereo.datasets.base import Sample, StereoDataset, Transform, register_dataset
 
 # scikit-image's bundled photographs used as textures (the motorcycle pair is an evaluation scene: excluded).
@@ -218,6 +218,10 @@ def _sample_row(tex: np.ndarray, xs: np.ndarray) -> np.ndarray:
     return tex[rows, x0] * (1 - frac) + tex[rows, x0 + 1] * frac
 
 
+def _check_style(style: str) -> None:
+    if style not in SYNTHETIC_STYLES:
+        raise VislabError(f"synthetic: unknown style {style!r}; choose one of {', '.join(SYNTHETIC_STYLES)}")
+
 
 def render_scene(seed: int | tuple[int, ...] | np.random.Generator, height: int, width: int, max_disp: int = 64,
                  n_objects: tuple[int, int] = (4, 12), photometric: bool = True,
@@ -242,8 +246,7 @@ def render_scene(seed: int | tuple[int, ...] | np.random.Generator, height: int,
     """
     if height < 1 or width < 1 or max_disp < 2:
         raise VislabError(f"synthetic: invalid scene size {width}x{height} or max_disp {max_disp}")
-    if style not in STYLES:
-        raise VislabError(f"synthetic: unknown style {style!r}; choose one of {', '.join(STYLES)}")
+    _check_style(style)
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     if style == "mixed":
         style = "real" if rng.random() < 0.5 else "objects"
@@ -397,8 +400,7 @@ class SyntheticStereo(StereoDataset):
         if self.size < 1:
             raise VislabError(f"synthetic: size must be positive, got {size}")
         self.photometric = photometric
-        if style not in STYLES:
-            raise VislabError(f"synthetic: unknown style {style!r}; choose one of {', '.join(STYLES)}")
+        _check_style(style)
         self.style = style  # "objects" (the original held-out scenes), "real" or "mixed": see render_scene
         self.nonocc = bool(nonocc)  # ground truth only where the left pixel is visible in the right view
         self.resample_each_epoch = split == "training" if resample_each_epoch is None else resample_each_epoch
