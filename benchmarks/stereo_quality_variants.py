@@ -2,7 +2,7 @@
 
 Each variant changes how one set of weights is run, never the weights:
 
-- ``plain``: ``model.infer`` as ``vislab stereo eval`` runs it (dominant estimator, +-4 px);
+- ``plain``: ``model.infer`` with the dominant estimator (+-4 px, or ``--window``), without the left-right check;
 - ``lr-min-T``: ``vislab.stereo.refine``'s left-right consistency check at T px (the right view's disparity from
   the mirrored, swapped pair; pixels the two contradict refilled with their row's background);
 - ``lr-occ-T``: the same check, but only pixels that look occluded (the right view sees something nearer there)
@@ -74,9 +74,10 @@ def set_spp_pools(model: nn.Module, variant: str) -> None:
         getattr(features, name)[0] = pool
 
 
-def make_predict(model: nn.Module, variant: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+def make_predict(model: nn.Module, variant: str,
+                 window: int = 4) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     def run(left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
-        return model.infer(left, right, return_confidence=False, estimator="dominant", window=4)[0]
+        return model.infer(left, right, return_confidence=False, estimator="dominant", window=window)[0]
 
     def predict(left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
         left, right = imagenet_normalize(left.float())[None], imagenet_normalize(right.float())[None]
@@ -113,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--average", nargs="+", help="average these checkpoints and evaluate the result")
     p.add_argument("--variants", nargs="+", default=VARIANTS)
     p.add_argument("--sets", nargs="+", default=list(SETS), choices=list(SETS))
+    p.add_argument("--window", type=int, default=4, help="the dominant estimator's half-window, px (default 4)")
     args = p.parse_args(argv)
     torch.set_grad_enabled(False)
     weights = args.weights
@@ -125,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
         model, _ = load_stereo_model(weights, "cpu", max_disp=max_disp)
         for variant in args.variants:
             set_spp_pools(model, variant if variant.startswith("spp-") else "plain")
-            pm = evaluate(make_predict(model, variant), dataset, max_disp=max_disp, progress=False)["pixel_mean"]
+            predict = make_predict(model, variant, args.window)
+            pm = evaluate(predict, dataset, max_disp=max_disp, progress=False)["pixel_mean"]
             rows[label, variant] = f"{pm['epe']:.3f} / {pm['d1']:.2f} %"
             print(json.dumps({"set": label, "variant": variant, "epe": round(pm["epe"], 3),
                               "d1": round(pm["d1"], 2)}), flush=True)

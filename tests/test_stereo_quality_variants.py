@@ -10,7 +10,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from vislab.stereo.models import create_model
+from vislab.stereo.datasets.synthetic import render_scene
+from vislab.stereo.models import create_model, load_stereo_model
 
 _PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "stereo_quality_variants.py"
 _spec = importlib.util.spec_from_file_location("stereo_quality_variants", _PATH)
@@ -49,3 +50,18 @@ def test_average_checkpoints_averages_floats_and_keeps_the_rest(tmp_path):
     assert avg["model"]["w"].dtype == torch.float16
     assert avg["model"]["w"].tolist() == [2.0, 4.0]
     assert avg["model"]["n"].item() == 5 and avg["task"] == "stereo"
+
+
+def test_make_predict_runs_the_dominant_estimator_with_the_given_window():
+    # The shipped weights on a rendered scene: a trained softmax, where the window changes the estimate.
+    model, _ = load_stereo_model(None, "cpu", max_disp=48)
+    scene = render_scene(3, 96, 160, max_disp=48, photometric=False)
+    left, right = (torch.from_numpy(scene[k]).permute(2, 0, 1).float() for k in ("left", "right"))
+    normalized = [variants.imagenet_normalize(x)[None] for x in (left, right)]
+    with torch.no_grad():
+        for window in (1, 8):
+            expected = model.infer(*normalized, return_confidence=False, estimator="dominant", window=window)[0][0]
+            torch.testing.assert_close(variants.make_predict(model, "plain", window)(left, right), expected)
+        narrow = variants.make_predict(model, "plain", 1)(left, right)
+        wide = variants.make_predict(model, "plain", 8)(left, right)
+    assert not torch.allclose(narrow, wide)
