@@ -33,6 +33,7 @@ from torch import nn
 from vislab.stereo.datasets import create_dataset
 from vislab.stereo.evaluate import evaluate
 from vislab.stereo.models import load_stereo_model
+from vislab.stereo.models.volume import DEFAULT_ESTIMATOR_WINDOW
 from vislab.stereo.refine import left_right_fill, right_view_disparity
 from vislab.stereo.transforms import imagenet_normalize
 
@@ -75,7 +76,7 @@ def set_spp_pools(model: nn.Module, variant: str) -> None:
 
 
 def make_predict(model: nn.Module, variant: str,
-                 window: int = 4) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+                 window: int = DEFAULT_ESTIMATOR_WINDOW) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     def run(left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
         return model.infer(left, right, return_confidence=False, estimator="dominant", window=window)[0]
 
@@ -114,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--average", nargs="+", help="average these checkpoints and evaluate the result")
     p.add_argument("--variants", nargs="+", default=VARIANTS)
     p.add_argument("--sets", nargs="+", default=list(SETS), choices=list(SETS))
-    p.add_argument("--window", type=int, default=4, help="the dominant estimator's half-window, px (default 4)")
+    p.add_argument("--window", type=int, default=DEFAULT_ESTIMATOR_WINDOW,
+                   help=f"the dominant estimator's half-window, px (default {DEFAULT_ESTIMATOR_WINDOW})")
     args = p.parse_args(argv)
     torch.set_grad_enabled(False)
     weights = args.weights
