@@ -8,6 +8,7 @@ from pathlib import Path
 
 from vislab.core.errors import VislabError
 from vislab.labs.build import LABS, VARIANTS
+from vislab.labs.sandbox import Limits
 
 
 def add_parser(labs: argparse._SubParsersAction) -> None:
@@ -23,16 +24,34 @@ def add_parser(labs: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default=".", metavar="DIR", help="destination folder (default: the current folder)")
     p.set_defaults(func=run_get)
 
-    p = sub.add_parser("check", help="grade notebooks: run each headless (quick mode) and collect the checks",
-                       description="Runs each notebook in its own fresh kernel with VISLAB_QUICK=1 and reports every "
-                                   "checker's outcome and every cell error. This executes the students' code with "
-                                   "your rights: grade in a throw-away environment (see docs/labs.md).")
+    p = sub.add_parser("check", help="grade notebooks: run each in a sandbox (quick mode), decide every check here",
+                       description="Runs each notebook in a sandbox of its own (bubblewrap: no network, read-only "
+                                   "system, limits) with VISLAB_QUICK=1, then observes the students' classes on "
+                                   "inputs and weights drawn now and compares them with the lab's reference in "
+                                   "this process. The checks are the lab's, from the packaged exercise notebook "
+                                   "(see docs/labs.md).")
     p.add_argument("notebooks", nargs="+", metavar="NOTEBOOK.ipynb")
+    p.add_argument("--lab", choices=sorted(LABS), default=None,
+                   help="the lab the notebooks belong to (default: recognised from each notebook)")
     p.add_argument("--json", default=None, metavar="OUT", help="write the results as JSON (an object for one "
                                                                "notebook, a list for several)")
     p.add_argument("--csv", default=None, metavar="OUT", help="write the class table as CSV")
     p.add_argument("--timeout", type=float, default=600, metavar="S", help="time limit per cell in seconds "
                                                                           "(default 600)")
+    p.add_argument("--jobs", type=int, default=1, metavar="N", help="notebooks graded at once (default 1)")
+    p.add_argument("--no-sandbox", action="store_true",
+                   help="grade without a sandbox where none can be made (the students' code runs with your rights)")
+    defaults = Limits()
+    p.add_argument("--memory-mb", type=int, default=defaults.memory_mb, metavar="MB",
+                   help=f"address space per process in the sandbox (default {defaults.memory_mb})")
+    p.add_argument("--max-procs", type=int, default=defaults.max_procs, metavar="N",
+                   help=f"processes and threads per sandbox (default {defaults.max_procs})")
+    p.add_argument("--max-file-mb", type=int, default=defaults.max_file_mb, metavar="MB",
+                   help=f"largest file a notebook may write (default {defaults.max_file_mb})")
+    p.add_argument("--cpu-seconds", type=int, default=defaults.cpu_seconds, metavar="S",
+                   help=f"CPU time per process, and wall time per notebook (default {defaults.cpu_seconds})")
+    p.add_argument("--output-kb", type=int, default=defaults.output_kb, metavar="KB",
+                   help=f"captured output kept per cell (default {defaults.output_kb})")
     p.set_defaults(func=run_check)
 
 
@@ -83,7 +102,10 @@ def run_check(args: argparse.Namespace) -> int:
 
     if not args.timeout > 0:
         raise VislabError(f"--timeout must be positive, got {args.timeout:g}")
-    results = grade(args.notebooks, timeout=args.timeout)
+    limits = Limits(memory_mb=args.memory_mb, max_procs=args.max_procs, max_file_mb=args.max_file_mb,
+                    cpu_seconds=args.cpu_seconds, output_kb=args.output_kb)
+    results = grade(args.notebooks, timeout=args.timeout, lab=args.lab, limits=limits,
+                    sandboxed=not args.no_sandbox, jobs=args.jobs)
     print(format_table(results))
     for path, writer in ((args.json, write_json), (args.csv, write_csv)):
         if path:

@@ -1,43 +1,55 @@
-"""The teacher's grader behind ``vislab labs check``: run students' notebooks headless, collect the checkers' outcomes.
+"""The teacher's grader behind ``vislab labs check``: a grade that no submission can forge.
 
-Each notebook runs in its own fresh kernel (nbclient), started with *this* Python (``sys.executable``) through a
-kernel spec built here, so that whatever kernels a user-level Jupyter install registers cannot interfere. The
-kernel's environment has ``VISLAB_QUICK=1`` (the labs' small settings) and ``VISLAB_CHECK_LOG`` pointing at a
-fresh temporary file, into which every checker call appends one JSON line ``{"name", "status", "message"}``.
-Cells run with a time limit each; a cell that raises is recorded and the run goes on. A cell that runs past
-its limit or a kernel that dies ends that notebook's run (its row says so); a file that is not a notebook is
-reported as such; the other notebooks are graded all the same.
+For each notebook:
 
-The checks a notebook is expected to run are the calls of vislab's checkers (``check_mlp(...)`` ...) in its code
-cells; one that never reported (its cell was never reached, or raised before the call) is "not attempted" with a
-message saying so.
+1. **Which checks.** The lab is ``--lab`` or recognised from the notebook (:func:`detect_lab`); the checks it
+   is graded on are the checker calls of the lab's *packaged* exercise notebook
+   (:func:`vislab.labs.verdict.lab_checks`), whatever the submission kept, moved, deleted or added.
+2. **Run it in a sandbox of its own** (:mod:`vislab.labs.sandbox`): ``python -m vislab.labs.runner`` executes
+   the cells in a fresh kernel with ``VISLAB_QUICK=1``, a time limit per cell and capped output.
+3. **Observe.** When the cells have run, the grader draws a fresh seed and sends it, with the classes to
+   observe, to the runner, which runs :func:`vislab.labs.verdict.observe` in the same kernel: data only.
+4. **Decide here.** :func:`vislab.labs.verdict.judge` compares that data with the lab's reference on the
+   same seed, in this process, and writes the row. What the notebook's own checkers printed or recorded does
+   not count.
 
-**Security**: grading executes the students' code with the rights of whoever runs the grader, as nbgrader
-does. Grade in a throw-away environment (a container, or a separate user with its own virtual environment).
+Every expected check gets one row entry: *passed*, *failed* or *not attempted* (the class is missing or
+still has the exercise's blanks). Rows say how the run went (``ran``, ``timed out``, ``kernel died``,
+``not a notebook``, ``not found``) and whether it ran sandboxed. ``--jobs N`` grades N notebooks at once.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import csv
 import json
 import os
-import re
+import queue
+import secrets
+import shutil
+import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from vislab.core.errors import VislabError
+from vislab.labs import sandbox
+from vislab.labs.sandbox import Limits
 
 DEFAULT_TIMEOUT = 600  # seconds per cell
-CHECK_CALL = re.compile(r"\b(check_[a-z0-9_]+)\s*\(")
 STATUSES = ("passed", "failed", "not attempted")
 # Row statuses: how far the run of the notebook itself got.
-RAN, TIMED_OUT, KERNEL_DIED, NOT_A_NOTEBOOK, NOT_FOUND = "ran", "timed out", "kernel died", "not a notebook", \
-    "not found"
+RAN, TIMED_OUT, KERNEL_DIED, NOT_A_NOTEBOOK, NOT_FOUND, UNKNOWN_LAB = ("ran", "timed out", "kernel died",
+                                                                       "not a notebook", "not found", "unknown lab")
+MAX_NOTEBOOK_MB = 64  # a submission larger than this is not copied into a sandbox
+_MAX_RUN_JSON = 1 << 20  # bytes read back from the sandbox: the run report ...
+_MAX_OBSERVATIONS = 8 << 20  # ... and the observations
 
 
 @dataclass
@@ -46,19 +58,21 @@ class NotebookResult:
 
     notebook: str
     status: str = RAN
+    lab: str | None = None
+    sandboxed: bool = True
     checks: list[dict[str, str]] = field(default_factory=list)
     errors: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
-    figures: int = 0  # image outputs the run produced (not in the JSON: a check that plots still show)
+    figures: int = 0  # image outputs the run produced (not in the JSON)
 
     @property
     def graded(self) -> bool:
         """True when the notebook's code ran at all (whatever its results)."""
-        return self.status not in (NOT_A_NOTEBOOK, NOT_FOUND)
+        return self.status not in (NOT_A_NOTEBOOK, NOT_FOUND, UNKNOWN_LAB)
 
     def to_json(self) -> dict[str, Any]:
-        return {"notebook": self.notebook, "status": self.status, "checks": self.checks, "errors": self.errors,
-                "seconds": round(self.seconds, 1)}
+        return {"notebook": self.notebook, "lab": self.lab, "status": self.status, "sandboxed": self.sandboxed,
+                "checks": self.checks, "errors": self.errors, "seconds": round(self.seconds, 1)}
 
 
 def _one_line(text: str, limit: int = 300) -> str:
@@ -67,97 +81,143 @@ def _one_line(text: str, limit: int = 300) -> str:
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
-def expected_checks(nb: Any) -> list[str]:
-    """Names of vislab's checkers that the notebook's code cells call, in order of first appearance.
+def detect_lab(nb: Any) -> str | None:
+    """The lab a notebook belongs to: the lab whose checkers its code calls most (None if it calls none).
 
-    Only vislab's own checkers count: a student's helper named ``check_something`` is not a check to report.
+    Only *which* reference applies comes from the submission; a notebook dressed up as another lab is
+    graded against that lab's checks, and fails them.
     """
-    from vislab.labs import _CHECKERS  # the names only: importing them would load torch
+    from vislab.labs.build import LABS
+    from vislab.labs.verdict import SPECS
 
-    names: list[str] = []
-    for cell in nb.cells:
-        if cell.cell_type != "code":
-            continue
-        for line in cell.source.splitlines():
-            code = line.split("#", 1)[0]  # a check named in a comment is not a call
-            for name in CHECK_CALL.findall(code):
-                if name in _CHECKERS and name not in names:
-                    names.append(name)
-    return names
+    code = "\n".join(cell.source for cell in nb.cells if cell.cell_type == "code")
+    votes = Counter(spec.lab for name, spec in SPECS.items() if name + "(" in code.replace(" (", "("))
+    for lab in LABS:
+        if lab in str(nb.metadata.get("vislab", {}).get("lab", "")):
+            votes[lab] += 100
+    return votes.most_common(1)[0][0] if votes else None
 
 
-def read_check_log(path: Path) -> dict[str, dict[str, str]]:
-    """The last outcome each checker recorded in the ``VISLAB_CHECK_LOG`` file (bad lines are skipped)."""
-    outcomes: dict[str, dict[str, str]] = {}
-    if not path.is_file():
-        return outcomes
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(rec, dict) and isinstance(rec.get("name"), str) and rec.get("status") in STATUSES:
-            outcomes[rec["name"]] = {"name": rec["name"], "status": rec["status"],
-                                     "message": _one_line(rec.get("message", ""))}
-    return outcomes
-
-
-def _cell_errors(nb: Any) -> list[dict[str, Any]]:
-    """``{"cell": N, "error": "Name: value"}`` for every cell with an error output (N counts cells from 1)."""
-    errors = []
-    for index, cell in enumerate(nb.cells, 1):
-        for output in cell.get("outputs", []) if cell.cell_type == "code" else []:
-            if output.get("output_type") == "error":
-                errors.append({"cell": index, "error": _one_line(f"{output.get('ename')}: {output.get('evalue')}")})
-    return errors
-
-
-def _last_words(kernel_log: Path) -> str:
-    """The kernel log's last line that says something (ipykernel's routine start-up warnings skipped)."""
+def _read_capped(path: Path, limit: int) -> bytes | None:
     try:
-        lines = kernel_log.read_text(encoding="utf-8", errors="replace").splitlines()
+        with path.open("rb") as f:
+            data = f.read(limit + 1)
+    except OSError:
+        return None
+    return data if len(data) <= limit else None
+
+
+def _tail(path: Path, size: int = 4096) -> str:
+    """The last line that says something in a log the sandbox wrote (ipykernel's start-up warnings skipped)."""
+    try:
+        with path.open("rb") as f:
+            f.seek(max(0, path.stat().st_size - size))
+            lines = f.read().decode("utf-8", "replace").splitlines()
     except OSError:
         return ""
     lines = [line.strip() for line in lines if line.strip() and "WARNING |" not in line]
     return lines[-1] if lines else ""
 
 
-def _kernel_manager_class() -> type:
-    """An nbclient kernel manager whose only kernel spec runs ipykernel with this interpreter (``sys.executable``).
+def _run_in_sandbox(notebook: Path, workdir: Path, *, timeout: float, quick: bool, limits: Limits, sandboxed: bool,
+                    slot: int, checks: dict[str, str], log: Path) -> tuple[int, str]:
+    """Run the runner on the notebook copy in ``workdir``; returns (the seed sent, how it ended)."""
+    from vislab.labs.runner import READY
 
-    Whatever name a notebook asks for ("python3"), the kernel is this Python: a user-level Jupyter install with
-    its own "python3" kernel (another environment, another vislab) cannot take the grading over.
-    """
-    from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
-    from jupyter_client.manager import AsyncKernelManager
-    from traitlets import default
+    extra = {"VISLAB_NO_PROGRESS": "1", "MPLBACKEND": "module://matplotlib_inline.backend_inline",
+             "OMP_NUM_THREADS": "1", "VISLAB_MNIST_DIR": str(_mnist_dir())}
+    if quick:
+        extra["VISLAB_QUICK"] = "1"
+    argv = [sys.executable, "-m", "vislab.labs.runner", notebook.name, "--timeout", f"{timeout:g}",
+            "--output-kb", str(limits.output_kb)]
+    env = sandbox.minimal_env(extra)
+    if sandboxed:
+        cmd, cwd = sandbox.command(argv, workdir, env, slot), None
+        env = {}
+    else:
+        cmd, cwd = argv, str(workdir)
+        env = {**env, "HOME": str(workdir)}
+    seed = secrets.randbelow(2 ** 62)
+    wall = max(timeout, limits.cpu_seconds)  # the whole notebook's limit: a run that ignores interrupts ends here
+    with log.open("wb") as stderr:  # the runner's (and bwrap's) complaints; its size is capped by the file limit
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=stderr, **sandbox.popen_kwargs(limits))
+    ended = "ran"
+    deadline = time.monotonic() + wall
+    ready = threading.Event()
 
-    class ThisPythonSpecs(KernelSpecManager):
-        def get_kernel_spec(self, kernel_name: str) -> KernelSpec:
-            return KernelSpec(argv=[sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-                              display_name=f"Python ({sys.executable})", language="python")
+    def watch_stdout() -> None:
+        assert proc.stdout is not None
+        while True:
+            line = proc.stdout.readline(4096)  # bounded: whatever the sandbox writes here is untrusted
+            if not line:
+                return
+            if line.decode("utf-8", "replace").strip() == READY:
+                ready.set()
 
-    class ThisPythonKernelManager(AsyncKernelManager):
-        @default("kernel_spec_manager")
-        def _this_python_specs(self) -> KernelSpecManager:
-            return ThisPythonSpecs()
+    reader = threading.Thread(target=watch_stdout, daemon=True)
+    reader.start()
+    try:
+        while proc.poll() is None and not ready.is_set() and time.monotonic() < deadline:
+            ready.wait(0.2)
+        if ready.is_set() and proc.poll() is None:
+            # The seed exists only from now on: the notebook's cells have all run.
+            request = json.dumps({"seed": seed, "checks": checks}) + "\n"
+            try:
+                assert proc.stdin is not None
+                proc.stdin.write(request.encode())
+                proc.stdin.close()
+            except OSError:
+                pass
+        proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        ended = TIMED_OUT
+    finally:
+        if proc.poll() is None:
+            _kill(proc)
+        reader.join(timeout=5)
+    return seed, ended
 
-    return ThisPythonKernelManager
+
+def _kill(proc: subprocess.Popen) -> None:
+    """End the sandbox and everything in it (bwrap's PID namespace dies with its first process)."""
+    try:
+        os.killpg(proc.pid, 9)
+    except OSError:
+        proc.kill()
+    proc.wait()
 
 
-def grade_notebook(path: str | os.PathLike, timeout: float = DEFAULT_TIMEOUT, quick: bool = True) -> NotebookResult:
-    """Run one notebook headless in a fresh kernel and return its checks and errors; never raises for bad notebooks."""
+def _mnist_dir() -> Path:
+    from vislab.mnist.data import default_data_dir
+
+    return Path(default_data_dir()).resolve()
+
+
+def _memory_note(errors: list[dict[str, Any]], limits: Limits) -> None:
+    for e in errors:
+        if any(s in e["error"] for s in ("MemoryError", "can't allocate memory", "Cannot allocate memory")):
+            e["error"] = _one_line(f"{e['error']} (the memory limit is {limits.memory_mb} MiB per process)")
+
+
+def grade_notebook(path: str | os.PathLike, timeout: float = DEFAULT_TIMEOUT, quick: bool = True, *,
+                   lab: str | None = None, limits: Limits | None = None, sandboxed: bool = True,
+                   slot: int = 0) -> NotebookResult:
+    """Grade one notebook in a sandbox of its own; never raises for a bad or hostile notebook."""
     import nbformat
-    from nbclient import NotebookClient
-    from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
+    from vislab.labs.verdict import judge, lab_checks
+
+    limits = limits or Limits()
     path = Path(path)
-    result = NotebookResult(notebook=str(path))
+    result = NotebookResult(notebook=str(path), sandboxed=sandboxed)
     if not path.is_file():
         result.status = NOT_FOUND
         result.errors.append({"cell": None, "error": f"no such file: {path}"})
         return result
     try:
+        if path.stat().st_size > MAX_NOTEBOOK_MB << 20:
+            raise ValueError(f"larger than {MAX_NOTEBOOK_MB} MB")
         nb = nbformat.read(path, as_version=4)
         if not isinstance(nb.get("cells"), list):
             raise ValueError("no cells")
@@ -165,72 +225,136 @@ def grade_notebook(path: str | os.PathLike, timeout: float = DEFAULT_TIMEOUT, qu
         result.status = NOT_A_NOTEBOOK
         result.errors.append({"cell": None, "error": _one_line(f"not a notebook: {type(exc).__name__}: {exc}")})
         return result
-
-    expected = expected_checks(nb)
-    current = {"cell": None}
-
-    def on_cell_execute(cell: Any, cell_index: int) -> None:  # remembers which cell a timeout or crash hit
-        current["cell"] = cell_index + 1
+    result.lab = lab or detect_lab(nb)
+    if result.lab is None:
+        result.status = UNKNOWN_LAB
+        result.errors.append({"cell": None, "error": "no lab checker is called in it: pass --lab to say which lab "
+                                                     "it is"})
+        return result
+    expected = lab_checks(result.lab)
 
     start = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="vislab-grade-") as tmp:
-        log = Path(tmp) / "checks.jsonl"
-        workdir = Path(tmp) / "work"  # files the notebook writes (plots, samples) land here, not beside it
-        workdir.mkdir()
-        env = {**os.environ, "VISLAB_CHECK_LOG": str(log), "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
-        if quick:
-            env["VISLAB_QUICK"] = "1"
-        client = NotebookClient(nb, kernel_manager_class=_kernel_manager_class(), kernel_name="python3",
-                                timeout=max(1, round(timeout)), allow_errors=True, interrupt_on_timeout=False,
-                                startup_timeout=120, shutdown_kernel="immediate", on_cell_execute=on_cell_execute,
-                                resources={"metadata": {"path": str(workdir)}})
-        kernel_log = Path(tmp) / "kernel.log"
-        try:
-            # The kernel's own stdout/stderr go to a log (not the teacher's terminal); its last words explain a crash.
-            with kernel_log.open("wb") as log_file:
-                client.execute(env=env, cwd=str(workdir), stdout=log_file, stderr=log_file)
-        except CellTimeoutError:
+    tmp = Path(tempfile.mkdtemp(prefix="vislab-grade-"))
+    try:
+        work = tmp / "work"
+        work.mkdir()
+        notebook = work / "submission.ipynb"
+        shutil.copyfile(path, notebook)
+        if sandboxed and os.geteuid() == 0:
+            # The sandbox runs as a uid of its own: it owns its work folder and may only pass through tmp.
+            tmp.chmod(0o711)
+            for p in (work, notebook):
+                os.chown(p, sandbox.sandbox_uid(slot), sandbox.sandbox_uid(slot))
+        seed, ended = _run_in_sandbox(notebook, work, timeout=timeout, quick=quick, limits=limits,
+                                      sandboxed=sandboxed, slot=slot, checks=expected, log=tmp / "runner.log")
+        state = work / ".vislab"
+        report = _parse_json(_read_capped(state / "run.json", _MAX_RUN_JSON))
+        observations = _parse_json(_read_capped(state / "observations.json", _MAX_OBSERVATIONS))
+        result.status = str(report.get("status", RAN)) if isinstance(report, dict) else KERNEL_DIED
+        if result.status not in (RAN, TIMED_OUT, KERNEL_DIED):
+            result.status = RAN
+        if ended == TIMED_OUT:
             result.status = TIMED_OUT
-            message = f"timed out: the cell ran longer than {timeout:g} s; the rest of the notebook did not run"
-            result.errors.append({"cell": current["cell"], "error": message})
-        except DeadKernelError as exc:
-            result.status = KERNEL_DIED
-            last = _last_words(kernel_log)
-            result.errors.append({"cell": current["cell"], "error": _one_line(
-                f"the kernel died while running this cell ({exc}{'; ' + last if last else ''}); "
-                "the rest of the notebook did not run")})
-        except Exception as exc:  # noqa: BLE001 -- e.g. the kernel could not start: this notebook's row says so
-            result.status = KERNEL_DIED
-            result.errors.append({"cell": current["cell"], "error": _one_line(
-                f"the notebook could not be run: {type(exc).__name__}: {exc}")})
-        result.errors[:0] = _cell_errors(nb)
-        result.figures = sum("image/png" in output.get("data", {}) for cell in nb.cells if cell.cell_type == "code"
-                             for output in cell.get("outputs", []))
-        outcomes = read_check_log(log)
+            result.errors.append({"cell": None, "error": f"the notebook ran past the grader's limit of "
+                                                         f"{max(timeout, limits.cpu_seconds):g} s and was stopped"})
+        elif not isinstance(report, dict):
+            last = _tail(state / "kernel.log") or _tail(tmp / "runner.log")
+            result.errors.append({"cell": None, "error": _one_line(
+                "the notebook's run ended without a report (killed by a limit?)" + (f": {last}" if last else ""))})
+        if isinstance(report, dict):
+            result.errors[:0] = _valid_errors(report.get("errors"))
+            result.figures = report.get("figures") if isinstance(report.get("figures"), int) else 0
+        _memory_note(result.errors, limits)
+        if not isinstance(observations, dict):
+            observations = {}
+        for check, class_name in expected.items():
+            if check not in observations:
+                why = "the notebook did not get as far as being checked" if result.status != RAN else \
+                    "no observation came back"
+                result.checks.append({"name": check, "status": "not attempted", "message": f"{class_name}: {why}"})
+                continue
+            try:
+                verdict = judge(check, observations[check], seed, class_name).to_json()
+            except Exception as exc:  # noqa: BLE001 -- hostile data can only fail its own check
+                verdict = {"name": check, "status": "failed",
+                           "message": _one_line(f"its observation could not be judged: {type(exc).__name__}")}
+            verdict["message"] = _one_line(verdict["message"])
+            result.checks.append(verdict)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     result.seconds = time.perf_counter() - start
-    for name in expected:
-        result.checks.append(outcomes.pop(name, None) or {
-            "name": name, "status": "not attempted",
-            "message": f"{name} never ran: its cell was not reached or stopped before the call"})
-    result.checks.extend(outcomes.values())  # checks called in a way the source scan did not see
     return result
 
 
+def _parse_json(data: bytes | None) -> Any:
+    if data is None:
+        return None
+    try:
+        return json.loads(data)
+    except (ValueError, RecursionError):
+        return None
+
+
+def _valid_errors(errors: Any) -> list[dict[str, Any]]:
+    """The run report's cell errors, kept only in the documented shape (the report comes from the sandbox)."""
+    if not isinstance(errors, list):
+        return []
+    kept = []
+    for e in errors[:1000]:
+        if isinstance(e, dict) and (e.get("cell") is None or isinstance(e.get("cell"), int)):
+            kept.append({"cell": e.get("cell"), "error": _one_line(e.get("error", ""))})
+    return kept
+
+
 def grade(paths: Sequence[str | os.PathLike], timeout: float = DEFAULT_TIMEOUT, quick: bool = True,
-          progress: bool = True) -> list[NotebookResult]:
-    """Grade every notebook in turn (each in its own kernel); one result per path, in order."""
+          progress: bool = True, *, lab: str | None = None, limits: Limits | None = None, sandboxed: bool = True,
+          jobs: int = 1) -> list[NotebookResult]:
+    """Grade every notebook, ``jobs`` at a time, each in a sandbox of its own; one result per path, in order.
+
+    Raises:
+        VislabError: the notebook tools are missing, an argument is out of range, or ``sandboxed`` is asked
+            for where no sandbox can be made.
+    """
     try:
         import nbclient  # noqa: F401
         import nbformat  # noqa: F401
     except ImportError as exc:
         raise VislabError(f"grading needs the notebook tools ({exc.name} is missing): "
                           "pip install 'vislab[labs]'") from None
-    results = []
-    for i, path in enumerate(paths, 1):
-        if progress:
-            print(f"[{i}/{len(paths)}] {path} ...", file=sys.stderr, flush=True)
-        results.append(grade_notebook(path, timeout=timeout, quick=quick))
-    return results
+    from vislab.labs.build import LABS
+
+    limits = limits or Limits()
+    limits.check()
+    if jobs < 1:
+        raise VislabError(f"--jobs must be at least 1, got {jobs}")
+    if lab is not None and lab not in LABS:
+        raise VislabError(f"unknown lab {lab!r}; choose one of {', '.join(sorted(LABS))}")
+    if sandboxed:
+        problem = sandbox.sandbox_problem()
+        if problem:
+            raise VislabError(f"{problem}; grading without a sandbox runs the students' code with your rights: "
+                              "pass --no-sandbox to do it anyway")
+    slots: queue.SimpleQueue[int] = queue.SimpleQueue()
+    for slot in range(jobs):
+        slots.put(slot)
+    done = [0]
+    lock = threading.Lock()
+
+    def one(path: str | os.PathLike) -> NotebookResult:
+        slot = slots.get()
+        try:
+            result = grade_notebook(path, timeout=timeout, quick=quick, lab=lab, limits=limits,
+                                    sandboxed=sandboxed, slot=slot)
+        finally:
+            slots.put(slot)
+        with lock:
+            done[0] += 1
+            if progress:
+                print(f"[{done[0]}/{len(paths)}] {path}: {result.status}", file=sys.stderr, flush=True)
+        return result
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
+        return list(pool.map(one, paths))
 
 
 # -------------------------------------------------------------------------------------------------- output
@@ -246,18 +370,44 @@ def check_columns(results: Sequence[NotebookResult]) -> list[str]:
     return names
 
 
+def check_summary(results: Sequence[NotebookResult]) -> list[dict[str, Any]]:
+    """Per check: how many notebooks passed, failed, did not attempt it, and the commonest failure message."""
+    summary = []
+    for name in check_columns(results):
+        outcomes = [c for r in results for c in r.checks if c["name"] == name]
+        counts = Counter(c["status"] for c in outcomes)
+        failures = Counter(c["message"] for c in outcomes if c["status"] == "failed")
+        commonest = failures.most_common(1)[0] if failures else None
+        summary.append({"name": name, **{s: counts.get(s, 0) for s in STATUSES},
+                        "commonest_failure": commonest[0] if commonest else "",
+                        "commonest_failure_count": commonest[1] if commonest else 0})
+    return summary
+
+
 def format_table(results: Sequence[NotebookResult]) -> str:
-    """One row per notebook, one column per check (passed / FAILED / - for not attempted), then run and errors."""
+    """One row per notebook, one column per check, run status and errors; then the class summary per check."""
     columns = check_columns(results)
-    header = ["notebook", *(c.removeprefix("check_") for c in columns), "run", "errors"]
+    header = ["notebook", *(c.removeprefix("check_") for c in columns), "run", "sandbox", "errors"]
     rows = []
     for r in results:
         status = {c["name"]: _SHORT[c["status"]] for c in r.checks}
         first = f"{len(r.errors)}" + (f" (cell {r.errors[0]['cell']}: {r.errors[0]['error']})" if r.errors else "")
-        rows.append([Path(r.notebook).name, *(status.get(c, "") for c in columns), r.status, _one_line(first, 90)])
+        rows.append([Path(r.notebook).name, *(status.get(c, "") for c in columns), r.status,
+                     "yes" if r.sandboxed else "NO", _one_line(first, 90)])
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
     lines = ["  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() for row in [header, *rows]]
     lines.insert(1, "  ".join("-" * w for w in widths))
+    summary = check_summary(results)
+    if summary:
+        lines += ["", "per check: passed / failed / not attempted, and the commonest failure"]
+        width = max(len(s["name"]) for s in summary)
+        for s in summary:
+            line = f"  {s['name']:<{width}}  {s['passed']:>3} / {s['failed']:>3} / {s['not attempted']:>3}"
+            if s["commonest_failure"]:
+                line += f"  ({s['commonest_failure_count']}x) {_one_line(s['commonest_failure'], 110)}"
+            lines.append(line)
+    if any(not r.sandboxed for r in results):
+        lines.append("rows marked sandbox NO ran with the grader's rights (--no-sandbox)")
     return "\n".join(lines)
 
 
@@ -270,14 +420,15 @@ def write_json(results: Sequence[NotebookResult], path: str | os.PathLike) -> Pa
 
 
 def write_csv(results: Sequence[NotebookResult], path: str | os.PathLike) -> Path:
-    """The class table: notebook, one column per check (its status), run status, error count, first error."""
+    """The class table: notebook, lab, one column per check (its status), run status, sandbox, errors."""
     columns = check_columns(results)
     path = Path(path)
     with path.open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
-        writer.writerow(["notebook", *columns, "run", "errors", "first_error"])
+        writer.writerow(["notebook", "lab", *columns, "run", "sandboxed", "errors", "first_error"])
         for r in results:
             status = {c["name"]: c["status"] for c in r.checks}
             first = f"cell {r.errors[0]['cell']}: {r.errors[0]['error']}" if r.errors else ""
-            writer.writerow([r.notebook, *(status.get(c, "") for c in columns), r.status, len(r.errors), first])
+            writer.writerow([r.notebook, r.lab or "", *(status.get(c, "") for c in columns), r.status,
+                             "yes" if r.sandboxed else "no", len(r.errors), first])
     return path
