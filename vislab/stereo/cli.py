@@ -18,11 +18,26 @@ def _lazy(target: str) -> Callable[[argparse.Namespace], int]:
     return run
 
 
-def _add_checkpoint_args(p: argparse.ArgumentParser) -> None:
+def _max_disp(text: str) -> int | str:
+    """``--max-disp``: ``auto`` or an integer (checked further where it is used, with one-line errors)."""
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 'auto' or an integer, got {text!r}") from None
+
+
+def _add_checkpoint_args(p: argparse.ArgumentParser, auto_range: bool = False) -> None:
     p.add_argument("--weights", default=None,
                    help="checkpoint: vislab's or an official PSMNet release (default: the shipped model)")
-    p.add_argument("--max-disp", type=int, default=None,
-                   help="disparity range, a multiple of 4 (default: the checkpoint's, else 192)")
+    if auto_range:
+        p.add_argument("--max-disp", type=_max_disp, default="auto", metavar="auto|D",
+                       help="disparity range: auto (default: each pair's own, from a quarter-size first look, "
+                            "up to the checkpoint's) or D, a multiple of 4 (192: the checkpoint's full range)")
+    else:
+        p.add_argument("--max-disp", type=int, default=None,
+                       help="disparity range, a multiple of 4 (default: the checkpoint's, else 192)")
     p.add_argument("--align-corners", action="store_true",
                    help="upsample with align_corners=True, as the first released weights were trained")
 
@@ -34,14 +49,43 @@ def _add_estimator_args(p: argparse.ArgumentParser, help_text: str) -> None:
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
-    _add_checkpoint_args(p)
+    _add_checkpoint_args(p, auto_range=True)
     p.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
     _add_estimator_args(p, "PSMNet disparity from the softmax: dominant (default: the mean inside the most probable "
                            "+-window) or softargmin (the paper's mean over all disparities)")
     p.add_argument("--lr-check", type=float, default=None, metavar="PX",
-                   help="PSMNet left-right consistency check: also predict the right view (twice the time) and "
-                        "refill pixels it contradicts by more than PX from their row's background (default 2; "
-                        "0 turns it off)")
+                   help="PSMNet left-right consistency check: also predict the right view and refill pixels it "
+                        "contradicts by more than PX from their row's background (default 2; 0 turns it off)")
+    p.add_argument("--lr-view", default=None, choices=("half", "full"),
+                   help="the check's right view at half the size (default: about a sixth of the network's time) or "
+                        "full size (twice the time)")
+    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
+                   help="bf16: bfloat16 networks, only on CPUs/GPUs that compute it natively; auto (default): bf16 "
+                        "only where it is measured faster and as accurate, else fp32")
+
+
+def _add_own_camera_args(p: argparse.ArgumentParser) -> None:
+    """A pair of your own: calibration, automatic rectification, swapped views, input checks (issue 27)."""
+    p.add_argument("--calib", default=None, action="append", metavar="FILE",
+                   help="calibration: OpenCV YAML (from `vislab stereo calibrate`), KITTI calib_cam_to_cam.txt, "
+                        "Middlebury calib.txt, or ROS camera_info YAML given twice (--calib left.yaml --calib "
+                        "right.yaml); the pair is undistorted and rectified with it, depth is in its unit")
+    p.add_argument("--rectify", default="none", choices=("none", "auto"),
+                   help="auto: rectify from the images' feature matches (two photos taken side by side); "
+                        "disparity is then relative, no metric depth (default: none, the pair is rectified)")
+    p.add_argument("--swap", action="store_true", help="the first image is the right view: swap them")
+    p.add_argument("--no-checks", action="store_true",
+                   help="skip the input checks (vertical misalignment, swapped views, disparity beyond the range)")
+
+
+def _add_sequence_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--left-dir", default=None, help="a sequence: folder of left images (pairs matched by name)")
+    p.add_argument("--right-dir", default=None, help="... and the folder of the right images")
+    p.add_argument("--video", nargs=2, default=None, metavar=("LEFT", "RIGHT"), help="a sequence: two videos")
+    p.add_argument("--sbs", default=None, metavar="VIDEO", help="a sequence: one side-by-side video (left half left)")
+    p.add_argument("--every", type=int, default=1, help="sequences: use every N-th frame (default 1)")
+    p.add_argument("--disp-video", action="store_true",
+                   help="sequences: also write the colourised disparity as a video (disparity.mp4)")
 
 
 def add_parser(labs: argparse._SubParsersAction) -> None:
@@ -80,7 +124,7 @@ def add_parser(labs: argparse._SubParsersAction) -> None:
     _add_model_args(p)
     p.add_argument("--method", default="psmnet", choices=("psmnet", "sgbm"))
     p.add_argument("--out", default="predictions")
-    p.add_argument("--calib", default=None, help="Middlebury-style calib.txt")
+    _add_own_camera_args(p)
     p.add_argument("--focal", type=float, default=None, help="focal length in pixels")
     p.add_argument("--baseline", type=float, default=None, help="baseline (depth comes out in its unit)")
     p.add_argument("--ply", action="store_true", help="also write a coloured point cloud")
@@ -90,7 +134,26 @@ def add_parser(labs: argparse._SubParsersAction) -> None:
                    help="drop points at depth discontinuities from the point cloud")
     p.add_argument("--onnx", default=None, metavar="MODEL.onnx",
                    help="run a graph made by `vislab stereo export` with ONNX Runtime instead of PyTorch")
+    _add_sequence_args(p)
     p.set_defaults(func=_lazy("vislab.stereo.predict:run_predict"))
+
+    p = sub.add_parser("rectify", help="write the rectified pair (from a calibration, or automatic), with checks")
+    p.add_argument("left", nargs="?", default=None)
+    p.add_argument("right", nargs="?", default=None)
+    _add_own_camera_args(p)
+    p.add_argument("--max-disp", type=int, default=None, help="disparity range the checks assume (default 192)")
+    p.add_argument("--out", default="rectified", help="output folder (default: rectified)")
+    p.set_defaults(func=_lazy("vislab.stereo.camera.commands:run_rectify"))
+
+    p = sub.add_parser("calibrate", help="stereo calibration from chessboard photos -> OpenCV YAML")
+    p.add_argument("--left-dir", required=True, help="folder of the left camera's photos of the board")
+    p.add_argument("--right-dir", required=True, help="folder of the right camera's photos (same file names)")
+    p.add_argument("--board", required=True, metavar="COLSxROWS",
+                   help="inner corners of the chessboard, e.g. 9x6 (a 10x7-square board)")
+    p.add_argument("--square", required=True, metavar="SIZE",
+                   help="side of one square with its unit: 25mm, 2.5cm, 0.025m (the calibration is in metres)")
+    p.add_argument("--out", default="stereo_calib.yaml", help="calibration file to write (default: stereo_calib.yaml)")
+    p.set_defaults(func=_lazy("vislab.stereo.camera.commands:run_calibrate"))
 
     p = sub.add_parser("export", help="write PSMNet as an ONNX graph (padding and crop inside) for ONNX Runtime")
     p.add_argument("out", metavar="OUT.onnx")
