@@ -16,6 +16,7 @@ values no camera can have (a non-positive focal length, a rotation that is not o
 """
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -112,6 +113,8 @@ def _read_text(path: Path) -> str:
         data = path.read_bytes()
     except OSError as exc:
         raise VislabError(f"cannot read calibration {path}: {exc.strerror or exc}") from None
+    if not data.strip():
+        raise VislabError(f"bad calibration {path}: the file is empty")
     if len(data) > 10_000_000:  # calibrations are a few kB; refuse to parse a big blob
         raise VislabError(f"bad calibration {path}: {len(data)} bytes is not a calibration file")
     try:
@@ -176,6 +179,7 @@ def _open_storage(path: Path, text: str | None = None) -> "cv2.FileStorage":
     except (cv2.error, SystemError) as exc:  # the binding wraps cv2.error in SystemError
         cause = exc.__cause__ if exc.__cause__ is not None else exc
         detail = str(cause).strip().splitlines()[-1] if str(cause).strip() else type(cause).__name__
+        detail = re.sub(r"^.*error: \([^)]*\)\s*", "", detail)  # drop OpenCV's version and source location
         raise VislabError(f"bad calibration {path}: cannot parse it ({detail[:160]})") from None
     if not fs.isOpened():
         raise VislabError(f"bad calibration {path}: not a YAML, XML or JSON file OpenCV can read")
