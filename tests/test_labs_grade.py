@@ -1,7 +1,9 @@
 """``vislab labs check``: the grader on small hand-made notebooks (passing, failing, hanging, crashing, not one).
 
-All the notebooks of one class are graded by a single command (module fixture), each in its own fresh kernel,
-so the slow part -- starting kernels -- happens once per notebook.
+All the notebooks of one class are graded by a single command (module fixture), each in its own sandbox and
+fresh kernel, so the slow part -- starting kernels -- happens once per notebook. They call only ``check_mlp``:
+the grader still reports all five of lab 1's checks (the lab's, not the notebook's). Hostile notebooks are in
+``test_labs_grade_hostile.py``.
 """
 
 import contextlib
@@ -14,7 +16,10 @@ import nbformat
 import pytest
 
 from vislab.cli import main
-from vislab.labs.grade import NotebookResult, expected_checks, format_table, grade_notebook, read_check_log
+from vislab.labs.grade import NotebookResult, format_table, grade_notebook
+from vislab.labs.sandbox import sandbox_problem
+
+LAB1_CHECKS = ["check_mlp", "check_simple_cnn", "check_vgg", "check_resblock", "check_resnet"]
 
 PASSING_MLP = """
 import torch.nn.functional as F
@@ -46,6 +51,11 @@ def _notebook(path, *cells):
     return str(path)
 
 
+def _sandbox_flag():
+    """[] where a sandbox can be made, else ['--no-sandbox'] (the verdict is decided outside the notebook anyway)."""
+    return [] if sandbox_problem() is None else ["--no-sandbox"]
+
+
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory):
     """One `vislab labs check` over four files; returns (exit code, JSON list by file name, CSV rows, stdout)."""
@@ -63,7 +73,8 @@ def graded(tmp_path_factory):
     out_json, out_csv = d / "grades.json", d / "grades.csv"
     stdout = io.StringIO()
     with contextlib.redirect_stdout(stdout):
-        code = main(["labs", "check", *files, "--json", str(out_json), "--csv", str(out_csv), "--timeout", "120"])
+        code = main(["labs", "check", *files, "--json", str(out_json), "--csv", str(out_csv), "--timeout", "120",
+                     "--jobs", "2", *_sandbox_flag()])
     data = json.loads(out_json.read_text())
     with out_csv.open(newline="") as f:
         rows = list(csv.DictReader(f))
@@ -76,59 +87,62 @@ def test_grading_runs_and_exits_zero_whatever_the_results(graded):
     assert code == 0
     assert sorted(by_name) == ["alice.ipynb", "bob.ipynb", "dave.ipynb", "erin.ipynb"]
     assert [r["notebook"].rsplit("/", 1)[-1] for r in rows] == sorted(by_name)
-    # One table row per notebook, one column for the one check.
+    # One table row per notebook, one column for each of the lab's checks, then the per-check summary.
     lines = stdout.splitlines()
-    assert lines[0].split()[:3] == ["notebook", "mlp", "run"]
+    assert lines[0].split()[:7] == ["notebook", "mlp", "simple_cnn", "vgg", "resblock", "resnet", "run"]
     assert sum(line.startswith(("alice", "bob", "dave", "erin")) for line in lines) == 4
+    summary = next(line for line in lines if line.strip().startswith("check_mlp"))
+    assert summary.split()[1:6] == ["1", "/", "1", "/", "1"]  # alice passed, bob failed, dave never got there
 
 
 @pytest.mark.slow
 def test_passing_notebook(graded):
     alice = graded[1]["alice.ipynb"]
-    assert alice["status"] == "ran" and alice["errors"] == []
-    assert alice["checks"] == [{"name": "check_mlp", "status": "passed", "message": alice["checks"][0]["message"]}]
-    assert "public checks passed" in alice["checks"][0]["message"]
+    assert alice["status"] == "ran" and alice["errors"] == [] and alice["lab"] == "lab1"
+    assert [c["name"] for c in alice["checks"]] == LAB1_CHECKS
+    assert [c["status"] for c in alice["checks"]] == ["passed"] + ["not attempted"] * 4
+    assert "computes the lab's function" in alice["checks"][0]["message"]
+    assert "SimpleCNN is not defined" in alice["checks"][1]["message"]
 
 
 @pytest.mark.slow
 def test_failing_notebook_records_the_check_and_the_cell_error(graded):
     bob = graded[1]["bob.ipynb"]
     assert bob["status"] == "ran"
-    assert [c["status"] for c in bob["checks"]] == ["failed"]
-    assert "50" in bob["checks"][0]["message"]
+    assert [c["status"] for c in bob["checks"]] == ["failed"] + ["not attempted"] * 4
+    assert "shapes cannot be multiplied" in bob["checks"][0]["message"]
     # Cell 4: the markdown cell counts as cell 1.
     assert bob["errors"] == [{"cell": 4, "error": "ZeroDivisionError: division by zero"}]
     row = next(r for r in graded[2] if r["notebook"].endswith("bob.ipynb"))
     assert row["check_mlp"] == "failed" and row["errors"] == "1" and "ZeroDivisionError" in row["first_error"]
 
 
-# A checker's protocol without torch: one JSON line appended to $VISLAB_CHECK_LOG (what record_outcome does).
-FAKE_CHECK = """
+# What the old grader trusted: a line in $VISLAB_CHECK_LOG. Now it is only a file the notebook writes.
+FORGED_LOG = """
 import json, os
 
-
-def check_demo():
-    with open(os.environ["VISLAB_CHECK_LOG"], "a") as f:
-        f.write(json.dumps({"name": "check_demo", "status": "passed", "message": "public checks passed"}) + "\\n")
-
-
-check_demo()
+with open(os.environ.get("VISLAB_CHECK_LOG", "checks.jsonl"), "a") as f:
+    for name in ("check_mlp", "check_bonus"):
+        f.write(json.dumps({"name": name, "status": "passed", "message": "public checks passed"}) + "\\n")
 """
 
 
 @pytest.mark.slow
-def test_hanging_cell_times_out_later_checks_never_ran_and_the_next_notebook_is_graded(tmp_path, capsys):
-    carol = _notebook(tmp_path / "carol.ipynb", "import time\ntime.sleep(120)", "check_mlp(Net)")
-    frank = _notebook(tmp_path / "frank.ipynb", FAKE_CHECK)
+def test_hanging_cell_is_interrupted_the_run_goes_on_and_the_next_notebook_is_graded(tmp_path, capsys):
+    carol = _notebook(tmp_path / "carol.ipynb", "import time\ntime.sleep(120)", PASSING_MLP, "check_mlp(Net)")
+    frank = _notebook(tmp_path / "frank.ipynb", FORGED_LOG)
     out = tmp_path / "grades.json"
-    assert main(["labs", "check", carol, frank, "--json", str(out), "--timeout", "3"]) == 0
+    assert main(["labs", "check", carol, frank, "--lab", "lab1", "--json", str(out), "--timeout", "3",
+                 *_sandbox_flag()]) == 0
     carol_result, frank_result = json.loads(out.read_text())
     assert carol_result["status"] == "timed out"
-    assert carol_result["errors"] == [{"cell": 2, "error": "timed out: the cell ran longer than 3 s; "
-                                                           "the rest of the notebook did not run"}]
-    assert carol_result["checks"][0]["status"] == "not attempted"
-    assert "never ran" in carol_result["checks"][0]["message"]
-    assert frank_result["status"] == "ran" and frank_result["checks"][0]["status"] == "passed"
+    assert carol_result["errors"] == [{"cell": 2, "error": "timed out: the cell ran longer than 3 s and was "
+                                                           "interrupted"}]
+    # The cells after the interrupted one ran: Net is defined and passes.
+    assert carol_result["checks"][0]["status"] == "passed"
+    assert frank_result["status"] == "ran"
+    assert [c["status"] for c in frank_result["checks"]] == ["not attempted"] * 5
+    assert [c["name"] for c in frank_result["checks"]] == LAB1_CHECKS  # no "check_bonus"
     assert "timed out" in capsys.readouterr().out
 
 
@@ -137,7 +151,7 @@ def test_notebook_that_kills_its_kernel(graded):
     dave = graded[1]["dave.ipynb"]
     assert dave["status"] == "kernel died"
     assert dave["errors"][-1]["cell"] == 2 and "kernel died" in dave["errors"][-1]["error"]
-    assert dave["checks"][0]["status"] == "not attempted"
+    assert [c["status"] for c in dave["checks"]] == ["not attempted"] * 5
 
 
 @pytest.mark.slow
@@ -160,27 +174,19 @@ def test_nothing_gradable_exits_2_with_one_line_and_a_json_object(tmp_path, caps
     assert json.loads(out.read_text())["status"] == "not a notebook"  # one notebook: an object, not a list
 
 
-def test_expected_checks_are_the_calls_in_code_cells():
+def test_the_lab_is_recognised_from_its_checker_calls_and_the_checks_are_the_lab_s():
+    from vislab.labs.grade import detect_lab
+    from vislab.labs.verdict import lab_checks
+
     nb = nbformat.v4.new_notebook(cells=[
-        nbformat.v4.new_markdown_cell("call check_vgg(SimpleVGG) below"),
+        nbformat.v4.new_markdown_cell("call check_spp(FeatureExtraction) below"),
         nbformat.v4.new_code_cell("ok = check_simple_cnn(SimpleCNN)  # then check_vgg(...)\ncheck_mlp (Net)"),
-        nbformat.v4.new_code_cell("if check_simple_cnn(SimpleCNN): pass"),
         nbformat.v4.new_code_cell("def check_my_shapes(m):\n    return True\n\ncheck_my_shapes(Net)"),
     ])
-    assert expected_checks(nb) == ["check_simple_cnn", "check_mlp"]
-
-
-def test_check_log_keeps_the_last_outcome_and_skips_junk(tmp_path):
-    log = tmp_path / "log.jsonl"
-    log.write_text("\n".join([
-        json.dumps({"name": "check_vgg", "status": "failed", "message": "conv1\n gives 28"}),
-        "not json",
-        json.dumps({"name": "check_vgg", "status": "passed", "message": "public checks passed"}),
-        json.dumps({"name": "check_mlp", "status": "weird", "message": ""}),
-    ]))
-    assert read_check_log(log) == {"check_vgg": {"name": "check_vgg", "status": "passed",
-                                                 "message": "public checks passed"}}
-    assert read_check_log(tmp_path / "none.jsonl") == {}
+    assert detect_lab(nb) == "lab1"
+    assert detect_lab(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print(1)")])) is None
+    assert list(lab_checks("lab1")) == LAB1_CHECKS
+    assert lab_checks("lab2") == {"check_spp": "FeatureExtraction", "check_hourglass": "Hourglass"}
 
 
 def test_table_has_a_column_per_check():
@@ -191,8 +197,8 @@ def test_table_has_a_column_per_check():
                        checks=[{"name": "check_mlp", "status": "not attempted", "message": ""}]),
     ]
     lines = format_table(results).splitlines()
-    assert lines[0].split() == ["notebook", "mlp", "vgg", "run", "errors"]
-    assert lines[2].split() == ["a.ipynb", "passed", "FAILED", "ran", "0"]
+    assert lines[0].split() == ["notebook", "mlp", "vgg", "run", "sandbox", "errors"]
+    assert lines[2].split() == ["a.ipynb", "passed", "FAILED", "ran", "yes", "0"]
     assert lines[3].split()[:4] == ["b.ipynb", "-", "timed", "out"]
     assert "cell 3: timed out" in lines[3]
 
@@ -207,8 +213,8 @@ def test_kernel_is_this_python_whatever_jupyter_has_registered(tmp_path, monkeyp
         "display_name": "someone else's Python", "language": "python"}))
     monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
     monkeypatch.setenv("JUPYTER_DATA_DIR", str(tmp_path / "jupyter"))
-    which = FAKE_CHECK.replace('"message": "public checks passed"', '"message": sys.executable').replace(
-        "import json, os", "import json, os, sys")
-    result = grade_notebook(_notebook(tmp_path / "which.ipynb", which), timeout=60)
+    which = "import sys\nraise RuntimeError('kernel ' + sys.executable)"
+    result = grade_notebook(_notebook(tmp_path / "which.ipynb", which), timeout=60, lab="lab1",
+                            sandboxed=sandbox_problem() is None)
     assert result.status == "ran", result.errors
-    assert result.checks[0]["message"] == sys.executable
+    assert result.errors[0]["error"] == f"RuntimeError: kernel {sys.executable}"

@@ -90,17 +90,24 @@ def run(notebook: Path, timeout: float, output_kb: int) -> int:
         for index, cell in enumerate(nb.cells):
             if cell.cell_type != "code":
                 continue
+            started = time.monotonic()
             try:
                 client.execute_cell(cell, index)
-            except CellTimeoutError:
+            except CellTimeoutError:  # the interrupt did not stop it: the kernel is stuck
                 report["status"] = TIMED_OUT
-                note(index + 1, f"timed out: the cell ran longer than {timeout:g} s and was interrupted")
+                note(index + 1, f"timed out: the cell ran longer than {timeout:g} s and could not be interrupted")
+                break
             except DeadKernelError as exc:
                 report["status"] = KERNEL_DIED
                 note(index + 1, f"the kernel died while running this cell ({exc}); the rest did not run")
                 break
+            timed_out = time.monotonic() - started >= timeout
+            if timed_out:  # nbclient interrupted it (KeyboardInterrupt) and the run goes on
+                report["status"] = TIMED_OUT
+                note(index + 1, f"timed out: the cell ran longer than {timeout:g} s and was interrupted")
             for output in cell.get("outputs", []):
-                if output.get("output_type") == "error":
+                interrupted = timed_out and output.get("ename") == "KeyboardInterrupt"
+                if output.get("output_type") == "error" and not interrupted:
                     note(index + 1, f"{output.get('ename')}: {output.get('evalue')}")
                 report["figures"] += "image/png" in output.get("data", {})
         print(READY, flush=True)

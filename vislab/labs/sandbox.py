@@ -34,7 +34,7 @@ class Limits:
     max_procs: int = 256  # processes and threads
     max_file_mb: int = 256  # largest file it may write
     cpu_seconds: int = 3600  # CPU time per process
-    output_kb: int = 256  # captured output kept per cell
+    output_kb: int = 2048  # captured output kept per cell (a few figures fit)
 
     def check(self) -> None:
         from vislab.core.errors import VislabError

@@ -45,17 +45,54 @@ class CheckSpec:
     input_shape: Callable[[tuple[int, ...]], tuple[int, ...]] = lambda args: (4, 1, 28, 28)
     dropout: bool = False  # compare a training-mode pass under a seeded RNG too
     hourglass: bool = False  # forward(x, presqu, postsqu) -> (out, pre, post), called as dres2 and as dres3
+    variants: tuple[Callable[[], Callable[..., Any]], ...] = ()  # other answers the lab accepts (same layers)
 
     def describe(self, args: tuple[int, ...], cls_name: str) -> str:
         return f"{cls_name}({', '.join(str(a) for a in args)})"
 
 
+def _vgg_relu_between_pairs() -> Callable[..., Any]:
+    from vislab.mnist.models import SimpleVGG
+
+    return functools.partial(SimpleVGG, relu_between_pairs=True)
+
+
+@functools.cache
+def _plain_residual_classes() -> tuple[type, type]:
+    """The lab slide's basic block (biased convolutions, no BatchNorm in the residual branch) and a SimpleResNet
+    built from it: the checkers count only conv/linear weights, so both are accepted answers."""
+    import torch.nn.functional as F
+    from torch import nn
+
+    class PlainResBlock(nn.Module):
+        def __init__(self, in_channels: int, out_channels: int):
+            super().__init__()
+            self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1)
+            self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1)
+            self.shortcut = nn.Identity() if in_channels == out_channels else nn.Sequential(
+                nn.Conv2d(in_channels, out_channels, 1, bias=False), nn.BatchNorm2d(out_channels))
+
+        def forward(self, x: Any) -> Any:
+            return F.relu(self.conv2(F.relu(self.conv1(x))) + self.shortcut(x))
+
+    class PlainResNet(reference_classes("lab1")["SimpleResNet"]):  # the solution's stem, pool and head
+        def __init__(self) -> None:
+            super().__init__()
+            self.layer1, self.layer2 = PlainResBlock(64, 64), PlainResBlock(64, 128)
+            self.layer3, self.layer4 = PlainResBlock(128, 256), PlainResBlock(256, 512)
+
+    return PlainResBlock, PlainResNet
+
+
 SPECS: dict[str, CheckSpec] = {spec.name: spec for spec in (
     CheckSpec("check_mlp", "lab1", dropout=True),
     CheckSpec("check_simple_cnn", "lab1"),
-    CheckSpec("check_vgg", "lab1", dropout=True),
-    CheckSpec("check_resblock", "lab1", cases=((8, 8), (8, 16)), input_shape=lambda args: (2, args[0], 7, 6)),
-    CheckSpec("check_resnet", "lab1", input_shape=lambda args: (2, 1, 28, 28)),
+    # The lab's table reads "conv + conv + ReLU"; a ReLU between the two convolutions of a stage is accepted too.
+    CheckSpec("check_vgg", "lab1", dropout=True, variants=(_vgg_relu_between_pairs,)),
+    CheckSpec("check_resblock", "lab1", cases=((8, 8), (8, 16)), input_shape=lambda args: (2, args[0], 7, 6),
+              variants=(lambda: _plain_residual_classes()[0],)),
+    CheckSpec("check_resnet", "lab1", input_shape=lambda args: (2, 1, 28, 28),
+              variants=(lambda: _plain_residual_classes()[1],)),
     CheckSpec("check_spp", "lab2", input_shape=lambda args: (1, 3, 256, 288)),
     CheckSpec("check_hourglass", "lab2", cases=((8,),), input_shape=lambda args: (1, args[0], 8, 16, 20),
               hourglass=True),
@@ -249,12 +286,11 @@ def _flatten(out: Any) -> list[Any]:
     return list(out) if isinstance(out, (tuple, list)) else [out]
 
 
-def _observe_case(cls: Any, spec: CheckSpec, args: tuple[int, ...], seed: int) -> dict[str, Any]:
+def _observe_case(cls: Any, spec: CheckSpec, args: tuple[int, ...], seed: int, reference: Any) -> dict[str, Any]:
     import torch
 
     from vislab.labs.checkers.probe import describe_exception, is_not_attempted_error, not_implemented_attributes
 
-    reference = reference_for(spec.name)
     torch.manual_seed(seed)
     ref = reference(*args)
     _draw_weights(ref, seed)
@@ -313,10 +349,16 @@ def _observe_case(cls: Any, spec: CheckSpec, args: tuple[int, ...], seed: int) -
     return observation
 
 
-def observe(cls: Any, check: str, seed: int) -> dict[str, Any]:
+def references(check: str) -> list[Any]:
+    """The answers ``check`` accepts: the solution notebook's class, then the variants the lab allows."""
+    return [reference_for(check), *(variant() for variant in SPECS[check].variants)]
+
+
+def observe(cls: Any, check: str, seed: int, against: list[Any] | None = None) -> dict[str, Any]:
     """The data the grader judges ``cls`` by, for checker ``check`` and ``seed``: JSON-ready, no verdict.
 
-    Never raises on the student's code; runs with the caller's RNG state and grad mode restored afterwards.
+    One observation per accepted answer (``against``, default :func:`references`), each with that answer's
+    weights. Never raises on the student's code; the caller's RNG state and thread count are restored.
     """
     import torch
 
@@ -325,7 +367,9 @@ def observe(cls: Any, check: str, seed: int) -> dict[str, Any]:
     torch.set_num_threads(1)  # tiny inputs: one thread is fastest and never waits on a busy core
     try:
         with torch.random.fork_rng(devices=[]), torch.enable_grad():
-            return {"check": check, "cases": [_observe_case(cls, spec, args, seed) for args in spec.cases]}
+            return {"check": check, "references": [
+                {"cases": [_observe_case(cls, spec, args, seed, reference) for args in spec.cases]}
+                for reference in (against or references(check))]}
     finally:
         torch.set_num_threads(threads)
 
@@ -421,17 +465,25 @@ def judge(check: str, observation: Any, seed: int, class_name: str | None = None
     class_name = class_name or lab_checks(spec.lab).get(check, "the class")
     if observation is None:
         return Verdict(check, "not attempted", f"{class_name} is not defined when the notebook has run")
-    reference = observe(reference_for(check), check, seed)
-    cases = observation.get("cases") if isinstance(observation, dict) else None
-    if not isinstance(cases, list) or len(cases) != len(spec.cases):
+    accepted = references(check)
+    observed = observation.get("references") if isinstance(observation, dict) else None
+    if not isinstance(observed, list) or len(observed) != len(accepted) or not all(
+            isinstance(o, dict) and isinstance(o.get("cases"), list) and len(o["cases"]) == len(spec.cases)
+            for o in observed):
         return Verdict(check, "failed", "the observation of the class was malformed")
+    cases = observed[0]["cases"]
     if all(isinstance(c, dict) and c.get("not_attempted") for c in cases):
         return Verdict(check, "not attempted", f"{spec.describe(spec.cases[0], class_name)}: "
                                                f"{str(cases[0].get('error', ''))[:200]}")
-    try:
-        for args, mine, ref in zip(spec.cases, cases, reference["cases"], strict=True):
-            _judge_case(mine, ref, spec, spec.describe(args, class_name))
-    except _Mismatch as exc:
-        return Verdict(check, "failed", str(exc))
-    return Verdict(check, "passed", f"{class_name} computes the lab's function on the grader's inputs "
-                                    "(outputs and gradients with weights drawn at grading time)")
+    first_mismatch = ""
+    for reference, mine in zip(accepted, observed, strict=True):
+        expected = observe(reference, check, seed, against=[reference])["references"][0]
+        try:
+            for args, got, want in zip(spec.cases, mine["cases"], expected["cases"], strict=True):
+                _judge_case(got, want, spec, spec.describe(args, class_name))
+        except _Mismatch as exc:
+            first_mismatch = first_mismatch or str(exc)
+            continue
+        return Verdict(check, "passed", f"{class_name} computes the lab's function on the grader's inputs "
+                                        "(outputs and gradients with weights drawn at grading time)")
+    return Verdict(check, "failed", first_mismatch)

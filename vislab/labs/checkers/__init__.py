@@ -43,6 +43,20 @@ from vislab.labs.checkers.report import (
 )
 
 
+def _same_as_the_grader(report: Report, cls: object) -> None:
+    """The grader's own test, here as feedback: with the lab's weights, the same outputs and gradients."""
+    from vislab.labs.verdict import judge, observe
+
+    seed = 0  # a fixed draw: the teacher's grader draws a fresh one
+    verdict = judge(report.name, observe(cls, report.name, seed), seed, report.subject)
+    if verdict.status != PASSED:
+        report.fail(verdict.message, "the shapes match the lab's, but the network computes something else: the "
+                                     "teacher's grader loads the lab's weights into your class and compares its "
+                                     "outputs and gradients with the lab's network (look for a missing or extra "
+                                     "ReLU, dropout or normalisation, or a layer used in another place).")
+        report.rows = []
+
+
 def _run_checker(name: str, cls: object, body: Callable[[object], Report], strict: bool) -> bool:
     """Run ``body`` with the caller's RNG and grad mode untouched; a checker never raises on student code."""
     subject = getattr(cls, "__name__", type(cls).__name__)
@@ -55,6 +69,8 @@ def _run_checker(name: str, cls: object, body: Callable[[object], Report], stric
         with torch.random.fork_rng(devices=[]), torch.enable_grad():
             try:
                 report = body(cls)
+                if report.status == PASSED:
+                    _same_as_the_grader(report, cls)
             except Exception as exc:  # noqa: BLE001 -- whatever the student's code does, the checker reports it
                 first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
                 report = Report(name, subject).fail(
