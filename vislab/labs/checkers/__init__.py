@@ -5,8 +5,10 @@ report (the outcome, a per-layer shape table up to the first difference, a hint 
 returns ``True`` when all public checks passed. There are three outcomes: *passed*, *failed*, and *not
 attempted* (the class still has ``NotImplemented`` layers or raises ``NotImplementedError``). Student
 errors never raise out of a checker; with ``strict=True`` anything but *passed* raises ``AssertionError``
-with the report's message (for tests). Every call is also recorded through :func:`record_outcome`, which
-appends a JSON line to the file named by ``$VISLAB_CHECK_LOG`` for the teacher's grader.
+with the report's message (for tests). A checker whose own checks pass ends with the teacher's grader's test
+(:mod:`vislab.labs.verdict`: the lab's weights loaded into the class give the lab's outputs and gradients).
+Every call is also recorded through :func:`record_outcome` (a JSON line in ``$VISLAB_CHECK_LOG``, for the
+user's own tools; the grader does not read it).
 
 | checker | builds | checks |
 |---|---|---|

@@ -22,9 +22,9 @@ STATUSES = (PASSED, FAILED, NOT_ATTEMPTED)
 def record_outcome(name: str, status: str, message: str) -> None:
     """Append one JSON line ``{"name", "status", "message"}`` to the file named by ``$VISLAB_CHECK_LOG``.
 
-    Does nothing when the variable is unset or empty. The teacher's grader sets it before running a
-    student's notebook and reads the lines back. A file that cannot be written prints a warning instead of
-    raising, so that a logging problem never stops a student's notebook.
+    Does nothing when the variable is unset or empty. A record for the user's own tools: the teacher's
+    grader decides every check itself and never reads it. A file that cannot be written prints a warning
+    instead of raising, so that a logging problem never stops a student's notebook.
 
     Args:
         name: the checker's function name, e.g. ``"check_simple_cnn"``.
