@@ -137,9 +137,10 @@ def build_app(mnist_checkpoints: list[str | os.PathLike] | None = None,
         return (out.status, out.seen, out.data, *out.labels)
 
     @user_errors
-    def predict_stereo(left: str | None, right: str | None) -> tuple[Any, ...]:
+    def predict_stereo(left: str | None, right: str | None, rectify_auto: bool = False,
+                       swap: bool = False) -> tuple[Any, ...]:
         out = run_stereo(left, right, registry=registry, weights=stereo_weights, device=device,
-                         max_pixels=max_pixels)
+                         max_pixels=max_pixels, rectify="auto" if rectify_auto else "none", swap=bool(swap))
         return (out.status, out.psmnet, out.sgbm, out.confidence, out.depth, out.psmnet_error,
                 out.sgbm_error, out.data)
 
@@ -183,6 +184,10 @@ def build_app(mnist_checkpoints: list[str | os.PathLike] | None = None,
                 moto = gr.Button("Example: Middlebury Motorcycle", elem_id="example-motorcycle")
                 synth = gr.Button("Example: random synthetic scene", elem_id="example-synthetic")
                 stereo_button = gr.Button("Compute disparity", variant="primary", elem_id="stereo-predict")
+            with gr.Row():  # for a pair of your own (issue 27): two photos taken side by side, or swapped views
+                rectify_auto = gr.Checkbox(False, label="Rectify automatically (from the photos' features)",
+                                           elem_id="stereo-rectify")
+                swap_views = gr.Checkbox(False, label="Swap the views", elem_id="stereo-swap")
             stereo_status = gr.Markdown("Upload a rectified left/right pair or pick an example.", label="status",
                                         elem_id="stereo-status")
             gr.Markdown(LEGEND)
@@ -202,7 +207,8 @@ def build_app(mnist_checkpoints: list[str | os.PathLike] | None = None,
                            api_name="predict_digit")
         stereo_outputs = [stereo_status, psmnet, sgbm, confidence, depth, psmnet_error, sgbm_error, stereo_json]
         # One stereo prediction at a time, whichever button started it: PSMNet takes the whole CPU and ~1 GB.
-        stereo_button.click(predict_stereo, [left, right], stereo_outputs, api_name="predict_stereo",
+        stereo_button.click(predict_stereo, [left, right, rectify_auto, swap_views], stereo_outputs,
+                            api_name="predict_stereo",
                             concurrency_id="stereo")
         for button, name in ((moto, "motorcycle"), (synth, "synthetic")):
             button.click(example(name), None, [left, right, stereo_status], api_visibility="private").success(

@@ -163,7 +163,8 @@ def _fmt_metric(value: float, unit: str) -> str:
 
 def run_stereo(left_path: str | os.PathLike | None, right_path: str | os.PathLike | None, *,
                registry: ExampleRegistry | None = None, weights: str | os.PathLike | None = None,
-               device: str = "auto", max_pixels: int | None = None) -> StereoOutput:
+               device: str = "auto", max_pixels: int | None = None, rectify: str = "none",
+               swap: bool = False) -> StereoOutput:
     """Predict the pair with PSMNet and SGBM and build everything the tab shows.
 
     Args:
@@ -173,6 +174,9 @@ def run_stereo(left_path: str | os.PathLike | None, right_path: str | os.PathLik
         weights: a PSMNet checkpoint (None: the shipped one).
         device: ``auto``, ``cpu``, ``cuda`` or ``mps``.
         max_pixels: larger pairs are reduced to this many pixels (None: the device's default budget).
+        rectify: ``"auto"`` rectifies an uploaded pair from its own feature matches (relative disparity);
+        swap: the uploaded left image is the right view. Uploaded pairs are checked (vertical misalignment,
+            swapped views, disparity beyond the range) before matching; the findings are in the status.
     """
     from vislab.stereo import predict_disparity, stereo_metrics
     from vislab.stereo.geometry import disparity_to_depth
@@ -186,6 +190,10 @@ def run_stereo(left_path: str | os.PathLike | None, right_path: str | os.PathLik
         raise VislabError(f"the images are {left.shape[1]}x{left.shape[0]}; a stereo pair needs at least 16x16")
     example = registry.lookup(left, right) if registry is not None else None
     gt, camera = (example.gt, example.camera) if example is not None else (None, None)
+    prepared = None
+    if example is None:  # a pair of your own: swapped, rectified and checked as `vislab stereo predict` does it
+        prepared = _prepare_upload(left, right, rectify, swap)
+        left, right = to_uint8(prepared.left), to_uint8(prepared.right)
     h, w = left.shape[:2]
     budget = default_max_pixels(device) if max_pixels is None else max_pixels
     left, right, gt, camera, scale = reduce_for_cpu(left, right, gt, camera, budget)
@@ -206,6 +214,10 @@ def run_stereo(left_path: str | os.PathLike | None, right_path: str | os.PathLik
         "pair": example.name if example else "upload", "size": [left.shape[1], left.shape[0]],
         "original_size": [w, h], "scale": scale,
     }
+    if prepared is not None:
+        data["input"] = prepared.report()
+        lines.append("Input checks: " + (" ".join(prepared.lines()) or "the pair looks rectified, left view "
+                                         "first, within the disparity range."))
     errors: dict[str, np.ndarray | None] = {"psmnet": None, "sgbm": None}
     rows = ["| method | time | EPE | D1 |", "|---|---|---|---|"]
     for name, pred in (("psmnet", net), ("sgbm", sgbm)):
@@ -236,6 +248,23 @@ def run_stereo(left_path: str | os.PathLike | None, right_path: str | os.PathLik
         sgbm=colorize_disparity(sgbm.disparity, scale_max),
         confidence=colorize_confidence(net.confidence) if net.confidence is not None else None,
         depth=depth_rgb, psmnet_error=errors["psmnet"], sgbm_error=errors["sgbm"], data=data)
+
+
+def _prepare_upload(left: np.ndarray, right: np.ndarray, rectify: str, swap: bool) -> Any:
+    """``vislab.stereo.camera.pipeline.prepare_pair`` with the page's words for its advice (issue 27)."""
+    from vislab.stereo.camera.pipeline import prepare_pair
+
+    def page_words(text: str) -> str:  # the page has check boxes where the command line has options
+        return text.replace("add --swap", "tick 'Swap the views'").replace("--rectify auto",
+                                                                           "'Rectify automatically'")
+
+    try:
+        prepared = prepare_pair(left, right, rectify=rectify, swap=swap)
+    except VislabError as exc:
+        raise VislabError(page_words(str(exc))) from None
+    if prepared.checks is not None:
+        prepared.checks.warnings = [page_words(w) for w in prepared.checks.warnings]
+    return prepared
 
 
 def load_example_pair(name: str, registry: ExampleRegistry, seed: int | None = None) -> StereoExample:
