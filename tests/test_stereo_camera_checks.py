@@ -45,6 +45,14 @@ def test_an_unrectified_pair_warns_with_the_number_and_the_remedies(scene):
     assert "--rectify auto" in warning and "--calib" in warning
 
 
+def test_an_unrectified_pair_is_never_called_swapped(scene):
+    # A turned camera shifts its view sideways: the sign of x-disparity means little before rectification.
+    pair = unrectify(scene["left"], scene["right"], focal=W, baseline=0.1, rotation_deg=(1.0, 0.5, 1.0), dy_px=4)
+    for first, second in ((pair.left, pair.right), (pair.right, pair.left)):
+        found = check_pair(first, second, 192)
+        assert found.error is None and "not rectified" in found.warnings[0]
+
+
 def test_swapped_views_are_an_error_that_says_to_swap(scene):
     found = check_pair(scene["right"], scene["left"], 192)
     assert found.error and "swapped" in found.error and "--swap" in found.error
@@ -77,14 +85,14 @@ def test_cli_predict_reports_the_checks(scene, tmp_path, capsys):
     assert "warning: the pair is not rectified" in printed
     report = json.loads((out / "left_checks.json").read_text())
     assert report["checks"]["median_abs_dy"] > 1.5 and report["rectification"] is None
-    # swapped: one line on stderr, exit status 2, nothing written
+    # a rectified pair, swapped: one line on stderr, exit status 2, nothing written
+    left, right = _save(tmp_path, scene["left"], scene["right"])
     out2 = tmp_path / "pred2"
     assert main(["stereo", "predict", str(right), str(left), "--method", "sgbm", "--out", str(out2)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: the views look swapped") and err.count("\n") == 1 and "--swap" in err
     assert not out2.exists()
-    # a rectified pair, given swapped, with --swap: passes silently
-    left, right = _save(tmp_path, scene["left"], scene["right"])
+    # with --swap: passes silently
     assert main(["stereo", "predict", str(right), str(left), "--swap", "--method", "sgbm", "--out", str(out2)]) == 0
     printed = capsys.readouterr().out
     assert "warning" not in printed and "views swapped (--swap)" in printed

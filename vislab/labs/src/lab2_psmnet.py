@@ -50,8 +50,11 @@ from torch.utils.data import DataLoader
 
 from vislab.core.device import pick_device
 from vislab.labs import check_hourglass, check_spp
-from vislab.stereo import load_example, predict_disparity, stereo_metrics
-from vislab.stereo.datasets.synthetic import SyntheticStereo
+from vislab.stereo import as_rgb_image, load_example, predict_disparity, stereo_metrics
+from vislab.stereo.camera.checks import check_pair
+from vislab.stereo.camera.pipeline import predict_pair
+from vislab.stereo.camera.synthetic_rig import unrectify
+from vislab.stereo.datasets.synthetic import SyntheticStereo, render_scene
 from vislab.stereo.geometry import depth_to_points, disparity_to_depth
 from vislab.stereo.models import create_model, load_stereo_model
 from vislab.stereo.models.blocks import cbr_3d, convbn, convbn_3d, init_official, make_layer
@@ -507,5 +510,46 @@ for ax, (name, (disp, seconds)) in zip(axes[1:], results.items(), strict=True):
     ax.set_title(f"{name}: EPE {m['epe']:.2f} px, D1 {m['d1']:.1f}%")
     print(f"{name:<26} EPE {m['epe']:6.2f} px   D1 {m['d1']:5.1f}%   {seconds:6.2f} s")
 for ax in axes:
+    ax.axis("off")
+plt.show()
+
+# %% [markdown]
+# ## 9. Optional: two photos of your own, rectified automatically
+#
+# Everything above used *rectified* pairs: a point sits on the same row in both views. Two photos from your
+# phone are not: the second one is a little turned, tilted or higher. Take two photos of a scene with near and
+# far parts, moving the phone 5-10 cm **to the right** between them (no zoom, as little turning as you can),
+# and put their paths below. `predict_pair` then
+#
+# 1. matches SIFT features between the photos and estimates the epipolar geometry (a RANSAC fundamental matrix),
+# 2. turns both views by the smallest rotations that put the matches on common rows (`rectify="auto"`),
+# 3. checks the result (vertical misalignment, swapped views, disparities beyond the range), and
+# 4. runs PSMNet on the rectified pair.
+#
+# Without a calibration the disparity is *relative*: its offset is unknown, so there is no depth in metres
+# (`vislab stereo calibrate` and `--calib` give that; see the documentation's "Your own camera" page). With no
+# photos given, the cell makes a pair itself: a synthetic scene whose right camera was turned by a degree or two.
+
+# %%
+MY_LEFT, MY_RIGHT = None, None  # e.g. "left.jpg", "right.jpg": the left photo first
+if MY_LEFT and MY_RIGHT:
+    photo_left, photo_right = as_rgb_image(MY_LEFT), as_rgb_image(MY_RIGHT)
+else:
+    size = (120, 160) if QUICK else (240, 320)
+    scene = render_scene(7, *size, max_disp=48, style="real")
+    turned = unrectify(scene["left"], scene["right"], focal=float(size[1]), baseline=0.1,
+                       rotation_deg=(1.5, 0.5, 2.0), dy_px=5)
+    photo_left, photo_right = turned.left, turned.right
+
+before = check_pair(photo_left, photo_right)
+print("the pair as taken:", *(before.lines() or ["passes the checks"]), sep="\n  ")
+mine = predict_pair(photo_left, photo_right, rectify="auto", device=str(device))
+print("after rectification:", *(mine.prepared.lines() or ["passes the checks"]), sep="\n  ")
+fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+for ax, (image, title) in zip(axes, [(mine.prepared.left, "rectified left"), (mine.prepared.right, "rectified right"),
+                                     (colorize_disparity(mine.prediction.disparity), "relative disparity")],
+                              strict=True):
+    ax.imshow(image)
+    ax.set_title(title)
     ax.axis("off")
 plt.show()

@@ -5,7 +5,9 @@ right view) whose disparities fit its range. The three commonest reasons for a g
 exactly that, and all three show in a few hundred feature matches:
 
 * not rectified: the matches' vertical offsets (median |dy|) are well above a pixel;
-* views swapped: most matches have a *negative* disparity (the point sits further right in the "right" view);
+* views swapped: most matches of a rectified pair have a *negative* disparity (the point sits further right in
+  the "right" view); in a pair that is not rectified a turned camera shifts the view sideways, so there the
+  sign only adds a hint to the misalignment warning;
 * disparity beyond the range: matches with a disparity above ``max_disp`` (the network cannot output those).
 
 The checks cost one SIFT pass at <= 960 px (a fraction of a second) and never raise by themselves;
@@ -88,12 +90,17 @@ def check_pair(left: np.ndarray, right: np.ndarray, max_disp: int | None = None,
     result.median_abs_dy = float(np.median(np.abs(dy)))
     result.negative_fraction = float(np.mean(dx < NEGATIVE_PX))
     result.max_match_disparity = float(np.max(dx))
+    mostly_negative = rectified_by != "auto" and result.negative_fraction > SWAPPED_FRACTION
     if result.median_abs_dy > MAX_MEDIAN_DY:
         advice = ("the automatic rectification did not align it; give --calib" if rectified_by == "auto" else
                   "rectify it: --rectify auto (from the images) or --calib FILE (from a calibration)")
+        # A turned camera shifts the whole view sideways, so an un-rectified pair's disparity sign says little:
+        # only a hint here; the rectified pair is checked again.
+        maybe = (f"; {100 * result.negative_fraction:.0f}% of the matches have a negative disparity, so the views "
+                 "may be swapped too (--swap)") if mostly_negative else ""
         result.warnings.append(f"the pair is not rectified: matched features are {result.median_abs_dy:.1f} px apart "
-                               f"vertically (median; a rectified pair has under {MAX_MEDIAN_DY} px); {advice}")
-    if rectified_by != "auto" and result.negative_fraction > SWAPPED_FRACTION:
+                               f"vertically (median; a rectified pair has under {MAX_MEDIAN_DY} px); {advice}{maybe}")
+    elif mostly_negative:
         result.error = (f"the views look swapped: {100 * result.negative_fraction:.0f}% of the matched features "
                         "lie further right in the right image than in the left; give the left image first, or "
                         "add --swap")
