@@ -1,6 +1,15 @@
 """CPU inference benchmark: vislab's PSMNet ``model.infer`` vs a naive reference forward, same weights.
 
     python benchmarks/stereo_inference.py [--sizes 384x1248,256x512] [--max-disp 192] [--model stackhourglass]
+    python benchmarks/stereo_inference.py --whole-process [--kitti-root /work/shared/datasets/stereo/kitti2015]
+
+``--whole-process`` (issue 26) times whole processes instead, on the shipped weights: ``vislab stereo predict``
+on the KITTI pair and on the Motorcycle example with today's defaults, with the previous defaults
+(``--max-disp 192 --lr-view full``: the whole trained range, the right view at full size), with the paper's
+method (soft argmin, 192, no check), and ``--method sgbm``; and the literal re-implementation below
+(``reference_forward``: the official code's computation) run as its own process on the same weights, standing
+in for the official code. Wall time from start to exit (imports, model loading, image reading, writing the
+outputs), peak resident memory of that process, and D1 over the trained range against the pair's ground truth.
 
 The reference is the model written the straightforward way, as the official code does it: the cost
 volume filled by a Python loop over disparities, BatchNorm as separate layers, the contiguous memory
@@ -17,6 +26,7 @@ as many intra-op threads as torch uses; it is compared with vislab's PyTorch pat
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -25,6 +35,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -197,8 +208,97 @@ def _run_child(impl: str, size: str, args: argparse.Namespace, save: Path, weigh
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+# (label, extra arguments of `vislab stereo predict`, or None for the literal re-implementation's process)
+WHOLE_PROCESS_ROWS = [
+    ("previous default (192, check at full size)", ["--max-disp", "192", "--lr-view", "full"]),
+    ("default (auto range, check at half size)", []),
+    ("paper (soft argmin, 192, no check)", ["--max-disp", "192", "--estimator", "softargmin", "--lr-check", "0"]),
+    ("official code, literal re-implementation", None),
+    ("SGBM", ["--method", "sgbm"]),
+]
+
+
+def _pairs(kitti_root: Path, folder: Path) -> list[tuple[str, Path, Path, np.ndarray]]:
+    """(name, left, right, ground truth with NaN where unknown): the KITTI pair and the Motorcycle example."""
+    from vislab.stereo.io import read_kitti_disparity, write_image
+    from vislab.stereo.predict import load_example
+
+    pairs = []
+    left = kitti_root / "training" / "image_2" / "000046_10.png"
+    if left.is_file():
+        gt, valid = read_kitti_disparity(kitti_root / "training" / "disp_occ_0" / left.name)
+        pairs.append(("KITTI 000046", left, kitti_root / "training" / "image_3" / left.name,
+                      np.where(valid, gt, np.nan).astype(np.float32)))
+    else:
+        print(f"no KITTI pair at {left}: Motorcycle only")
+    moto_left, moto_right, moto_gt, _ = load_example("motorcycle")
+    # the example as PNG files (lossless: it is 8-bit), so every row reads the same two files
+    pairs.append(("Motorcycle", write_image(folder / "motorcycle_left.png", moto_left),
+                  write_image(folder / "motorcycle_right.png", moto_right), moto_gt))
+    return pairs
+
+
+def _timed_process(cmd: list[str]) -> tuple[float, float]:
+    """(wall seconds, peak RSS MB) of one child process run to its end (``wait4``: that child's own maximum)."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - start
+    if os.waitstatus_to_exitcode(status) != 0:
+        sys.exit(f"failed: {' '.join(cmd)}\n{proc.stderr.read().decode()}")
+    proc.stderr.close()
+    return seconds, usage.ru_maxrss / 1024.0  # kB on Linux
+
+
+def official_predict(left: str, right: str, out: str) -> None:
+    """The literal re-implementation as a process of its own, like the official ``Test_img.py``: shipped weights,
+    max_disp 192, ImageNet normalisation, padding to a multiple of 16, soft argmin; writes the disparity .npy."""
+    from vislab.stereo.io import read_image
+    from vislab.stereo.models import load_stereo_model
+    from vislab.stereo.transforms import imagenet_normalize
+
+    model, _ = load_stereo_model(None, "cpu", max_disp=192)
+    model.eval()
+    tensors = [imagenet_normalize(torch.from_numpy(read_image(p).transpose(2, 0, 1)))[None] for p in (left, right)]
+    with torch.no_grad():
+        disp = reference_forward(model, *tensors)
+    np.save(out, disp[0].numpy())
+
+
+def whole_process(kitti_root: Path) -> None:
+    """The issue-26 table: whole ``vislab stereo predict`` processes and the official code's stand-in."""
+    from vislab.stereo.metrics import stereo_metrics
+
+    print(f"whole process, shipped weights, {torch.get_num_threads()} CPU threads; D1 over disparities < 192")
+    header = "| pair | method | wall s | peak RSS MB | D1 % |\n|---|---|---|---|---|"
+    lines = [header]
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        for name, left, right, gt in _pairs(kitti_root, folder):
+            for label, extra in WHOLE_PROCESS_ROWS:
+                out = folder / "out"
+                if extra is None:
+                    disp_file = out / "official.npy"
+                    out.mkdir(exist_ok=True)
+                    cmd = [sys.executable, __file__, "--official-predict", str(left), str(right), str(disp_file)]
+                else:
+                    disp_file = out / f"{left.stem}_disp.npy"
+                    cmd = [sys.executable, "-m", "vislab", "stereo", "predict", str(left), str(right), "--out",
+                           str(out), *extra]
+                seconds, peak = _timed_process(cmd)
+                d1 = stereo_metrics(np.load(disp_file), gt, max_disp=192)["d1"]
+                lines.append(f"| {name} | {label} | {seconds:.1f} | {peak:.0f} | {d1:.2f} |")
+                print(lines[-1], flush=True)
+    print("\n".join(lines))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--whole-process", action="store_true",
+                        help="time whole `vislab stereo predict` processes on the KITTI and Motorcycle pairs")
+    parser.add_argument("--kitti-root", default="/work/shared/datasets/stereo/kitti2015",
+                        help="KITTI 2015 folder holding training/image_2/000046_10.png (--whole-process)")
+    parser.add_argument("--official-predict", nargs=3, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--sizes", default="384x1248,256x512", help="comma-separated HxW list")
     parser.add_argument("--max-disp", type=int, default=192)
     parser.add_argument("--model", default="stackhourglass", choices=("stackhourglass", "basic"))
@@ -212,6 +312,12 @@ def main() -> None:
     parser.add_argument("--save", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--weights", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.official_predict:
+        official_predict(*args.official_predict)
+        return
+    if args.whole_process:
+        whole_process(Path(args.kitti_root))
+        return
     if args.worker:
         _worker(args)
         return

@@ -7,19 +7,32 @@ Each variant changes how one set of weights is run, never the weights:
   the mirrored, swapped pair; pixels the two contradict refilled with their row's background);
 - ``lr-occ-T``: the same check, but only pixels that look occluded (the right view sees something nearer there)
   get the background; other inconsistent pixels get the mean of their two consistent neighbours;
+- ``lr-half-T``: the check with the right view predicted at half the width and height (issue 26: about a
+  sixth of the work of the full-size right view);
+- ``occ1p-T``: a single-pass occlusion test instead of a right view: a left pixel is refilled when a pixel to
+  its right lands at least T px further left in the right view (something nearer hides it) or its match
+  leaves the right image;
+- ``auto`` / ``auto-V``: ``--max-disp auto`` (``vislab.stereo.auto_range``: the range from a quarter-size
+  first look), then nothing or variant V (e.g. ``auto-lr-half-2``);
 - ``scale-S``: run at S times the resolution (antialiased), disparities upsampled and divided by S;
 - ``spp-global``: the 64- and 32-px SPP windows pool the whole feature map, as they did on 96x192 training crops;
 - ``spp-clip-HxW``: every SPP window clipped to the 1/4-scale size of an HxW training crop.
 
 ``--average A.pt B.pt ...`` first averages checkpoints of one architecture into one (a "weight soup") and
 evaluates that. One JSON line per (set, variant), then a Markdown table. Held-out synthetic scenes only: the
-shared real pairs are never used to choose (issue 12).
+shared real pairs are never used to choose (issue 12). The ``-views`` sets add what real pairs have beyond
+the synthetic scenes' own per-view differences: the right view's exposure, gamma, noise and sharpness differ
+more (``harder_right_view``); the ``auto`` variants' JSON lines add the ranges chosen and the share of
+true disparities at or above them (``cut``).
 
     OMP_NUM_THREADS=1 python benchmarks/stereo_quality_variants.py
     python benchmarks/stereo_quality_variants.py --average runs/a.pt runs/b.pt --variants plain
+    python benchmarks/stereo_quality_variants.py --sets objects256 real256 objects256-views real256-views \
+        --variants plain lr-min-2 auto auto-lr-min-2 auto-lr-half-2 auto-lr-half-3 auto-occ1p-1
 """
 
 import argparse
+import hashlib
 import json
 import sys
 import tempfile
@@ -30,12 +43,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vislab.stereo.auto_range import choose_range
 from vislab.stereo.datasets import create_dataset
 from vislab.stereo.evaluate import evaluate
 from vislab.stereo.models import load_stereo_model
 from vislab.stereo.models.volume import DEFAULT_ESTIMATOR_WINDOW
-from vislab.stereo.refine import left_right_fill, right_view_disparity
-from vislab.stereo.transforms import imagenet_normalize
+from vislab.stereo.refine import fill_from_background, left_right_fill, right_view_disparity
+from vislab.stereo.transforms import gaussian_blur, imagenet_normalize
 
 # (label, dataset options, max_disp); the first two are the selection set of docs/stereo-quality.md
 SETS = {
@@ -43,7 +57,13 @@ SETS = {
     "objects96-visible": ({"size": 50, "height": 96, "width": 192, "max_disp": 96, "nonocc": True}, 96),
     "objects256": ({"size": 12, "height": 256, "width": 512, "max_disp": 192}, 192),
     "real256": ({"size": 12, "height": 256, "width": 512, "max_disp": 192, "style": "real"}, 192),
+    # the same scenes with harder differences between the views (``harder_right_view``)
+    "objects256-views": ({"size": 12, "height": 256, "width": 512, "max_disp": 192}, 192),
+    "real256-views": ({"size": 12, "height": 256, "width": 512, "max_disp": 192, "style": "real"}, 192),
+    # smaller ranges, where --max-disp auto has most to gain and most to lose (a fresh seed: new scenes)
+    "objects256-d96": ({"size": 12, "height": 256, "width": 512, "max_disp": 96, "seed": 26}, 192),
 }
+DEFAULT_SETS = ["objects96-all", "objects96-visible", "objects256", "real256"]  # issue 12's table
 VARIANTS = ["plain", "lr-min-1", "lr-min-2", "lr-min-3", "lr-occ-1", "lr-occ-2", "lr-occ-3", "scale-0.5",
             "spp-global", "spp-clip-96x192"]
 
@@ -75,17 +95,78 @@ def set_spp_pools(model: nn.Module, variant: str) -> None:
         getattr(features, name)[0] = pool
 
 
-def make_predict(model: nn.Module, variant: str,
-                 window: int = DEFAULT_ESTIMATOR_WINDOW) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+class HarderViews(torch.utils.data.Dataset):
+    """``dataset`` with the right view's exposure, gamma, noise and sharpness changed (seeded per index)."""
+
+    def __init__(self, dataset: torch.utils.data.Dataset, seed: int = 26) -> None:
+        self.dataset, self.seed = dataset, seed
+        self.split, self.has_disparity = getattr(dataset, "split", None), True
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> dict:
+        sample = dict(self.dataset[index])
+        sample["right"] = harder_right_view(sample["right"], torch.Generator().manual_seed(self.seed * 10007 + index))
+        return sample
+
+
+def harder_right_view(right: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """(3, H, W) in [0, 1]: exposure x0.65-1.5, gamma 0.75-1.3, a slight blur half the time, noise sigma 0.01-0.04
+    (what two real cameras or one auto-exposure step differ by, beyond the scenes' own per-view differences)."""
+    def uniform(lo: float, hi: float) -> float:
+        return lo + (hi - lo) * float(torch.rand((), generator=gen))
+
+    out = (right * uniform(0.65, 1.5)).clamp(0, 1) ** uniform(0.75, 1.3)
+    if uniform(0, 1) < 0.5:
+        out = gaussian_blur(out, uniform(0.5, 1.0))
+    out = out + torch.randn(out.shape, generator=gen) * uniform(0.01, 0.04)
+    return out.clamp(0, 1)
+
+
+def single_pass_occlusions(disp: torch.Tensor, threshold: float) -> torch.Tensor:
+    """(B, H, W) left disparity -> mask of pixels hidden in the right view, from the left view alone.
+
+    Pixel x lands at x - d(x) in the right view; if a pixel to its right lands at least ``threshold`` px
+    further left, the two swap order, which only happens when the nearer one hides x. Matches outside the
+    right image count too."""
+    width = disp.shape[-1]
+    x = torch.arange(width, device=disp.device, dtype=disp.dtype).expand_as(disp)
+    landing = x - disp
+    # the smallest landing position of the pixels strictly to the right (inf for the last column)
+    after = landing.flip(-1).cummin(-1).values.flip(-1)
+    after = torch.cat([after[..., 1:], torch.full_like(after[..., :1], float("inf"))], dim=-1)
+    return (after <= landing - threshold) | (landing < 0)
+
+
+def make_predict(model: nn.Module, variant: str, window: int = DEFAULT_ESTIMATOR_WINDOW,
+                 ranges: list | None = None) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    auto = variant == "auto" or variant.startswith("auto-")
+    variant = variant.removeprefix("auto").removeprefix("-") or "plain"
+    chosen = {"max_disp": None}
+
     def run(left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
-        return model.infer(left, right, return_confidence=False, estimator="dominant", window=window)[0]
+        max_disp = chosen["max_disp"]
+        if max_disp is not None and left.shape[-1] != chosen["width"]:  # a reduced right view: a reduced range
+            max_disp = max(4, 4 * round(max_disp * left.shape[-1] / chosen["width"] / 4))
+        return model.infer(left, right, return_confidence=False, estimator="dominant", window=window,
+                           max_disp=max_disp)[0]
 
     def predict(left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
         left, right = imagenet_normalize(left.float())[None], imagenet_normalize(right.float())[None]
+        if auto:
+            choice = choose_range(model, left, right, model.max_disp, window=window)
+            chosen.update(max_disp=choice.max_disp, width=left.shape[-1])
+            if ranges is not None:
+                ranges.append(choice.max_disp)
         if variant.startswith("lr-"):
             _, mode, threshold = variant.split("-")
-            disp_right = right_view_disparity(run, left, right)
+            disp_right = right_view_disparity(run, left, right, 0.5 if mode == "half" else 1.0)
             return left_right_fill(run(left, right), disp_right, float(threshold), mode == "occ")[0][0]
+        if variant.startswith("occ1p-"):
+            disp = run(left, right)
+            hidden = single_pass_occlusions(disp, float(variant.removeprefix("occ1p-")))
+            return fill_from_background(disp, ~hidden)[0]
         if variant.startswith("scale-"):
             scale = float(variant.removeprefix("scale-"))
             h, w = left.shape[-2:]
@@ -97,6 +178,31 @@ def make_predict(model: nn.Module, variant: str,
         return run(left, right)[0]
 
     return predict
+
+
+class MemoInfer:
+    """``model.infer`` that runs each (pair, options) once: the variants differ only after the network, so
+    the left pass, the first look and each right view are shared by every variant that needs them."""
+
+    def __init__(self, infer: Callable) -> None:
+        self.infer, self.cache = infer, {}
+
+    def __call__(self, left: torch.Tensor, right: torch.Tensor, **options):
+        digest = hashlib.blake2b(left.cpu().numpy().tobytes() + right.cpu().numpy().tobytes(), digest_size=16)
+        key = (digest.hexdigest(), tuple(left.shape), tuple(sorted(options.items())))
+        if key not in self.cache:
+            self.cache[key] = self.infer(left, right, **options)
+        return self.cache[key]
+
+
+def cut_shares(dataset: torch.utils.data.Dataset, ranges: list[int], max_disp: int) -> list[float]:
+    """Per scene, the share of its evaluated ground-truth pixels at or above the range it was matched over."""
+    shares = []
+    for i, limit in enumerate(ranges):
+        sample = dataset[i]
+        gt, valid = sample["disp"], sample["valid"] & (sample["disp"] > 0) & (sample["disp"] < max_disp)
+        shares.append(float(((gt >= limit) & valid).sum() / valid.sum().clamp(min=1)))
+    return shares
 
 
 def average_checkpoints(files: list[str], out: Path) -> Path:
@@ -114,7 +220,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--weights", default=None, help="checkpoint (default: the shipped model)")
     p.add_argument("--average", nargs="+", help="average these checkpoints and evaluate the result")
     p.add_argument("--variants", nargs="+", default=VARIANTS)
-    p.add_argument("--sets", nargs="+", default=list(SETS), choices=list(SETS))
+    p.add_argument("--sets", nargs="+", default=DEFAULT_SETS, choices=list(SETS))
+    p.add_argument("--scenes", type=int, default=None, help="scenes per set (default: each set's own, 12 or 50)")
     p.add_argument("--window", type=int, default=DEFAULT_ESTIMATOR_WINDOW,
                    help=f"the dominant estimator's half-window, px (default {DEFAULT_ESTIMATOR_WINDOW})")
     args = p.parse_args(argv)
@@ -125,15 +232,24 @@ def main(argv: list[str] | None = None) -> int:
     rows = {}
     for label in args.sets:
         options, max_disp = SETS[label]
+        if args.scenes is not None:
+            options = {**options, "size": args.scenes}
         dataset = create_dataset("synthetic", None, split="testing", **options)
+        if label.endswith("-views"):
+            dataset = HarderViews(dataset)
         model, _ = load_stereo_model(weights, "cpu", max_disp=max_disp)
+        if not any(v.startswith("spp-") for v in args.variants):  # (the SPP swap changes the network itself)
+            model.infer = MemoInfer(model.infer)
         for variant in args.variants:
             set_spp_pools(model, variant if variant.startswith("spp-") else "plain")
-            predict = make_predict(model, variant, args.window)
+            ranges: list[int] = []
+            predict = make_predict(model, variant, args.window, ranges)
             pm = evaluate(predict, dataset, max_disp=max_disp, progress=False)["pixel_mean"]
             rows[label, variant] = f"{pm['epe']:.3f} / {pm['d1']:.2f} %"
-            print(json.dumps({"set": label, "variant": variant, "epe": round(pm["epe"], 3),
-                              "d1": round(pm["d1"], 2)}), flush=True)
+            record = {"set": label, "variant": variant, "epe": round(pm["epe"], 3), "d1": round(pm["d1"], 2)}
+            if ranges:
+                record.update(ranges=ranges, cut=[round(c, 5) for c in cut_shares(dataset, ranges, max_disp)])
+            print(json.dumps(record), flush=True)
     print("\n| variant | " + " | ".join(args.sets) + " |\n|---|" + "---|" * len(args.sets))
     for variant in args.variants:
         print(f"| {variant} | " + " | ".join(rows[label, variant] for label in args.sets) + " |")

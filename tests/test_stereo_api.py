@@ -45,15 +45,25 @@ def test_psmnet_matches_the_model_called_by_hand(tiny_ckpt, pair):
     assert bare.disparity.shape == (32, 64) and bare.disparity.dtype == np.float32
     assert bare.info["method"] == "psmnet" and bare.info["max_disp"] == 32 and bare.seconds > 0
 
-    # the default adds the left-right check: the right view from the mirrored, swapped pair
+    # the left-right check: the right view from the mirrored, swapped pair (here at full size; half: below)
     disp_right, _ = model.infer(right.flip(-1), left.flip(-1), return_confidence=False)
     filled, consistent = left_right_fill(disp, disp_right.flip(-1), DEFAULT_LR_CHECK)
-    checked = predict_disparity(*pair, weights=tiny_ckpt, device="cpu")
+    checked = predict_disparity(*pair, weights=tiny_ckpt, device="cpu", lr_view="full")
     np.testing.assert_allclose(checked.disparity, filled[0].numpy(), atol=1e-5)
     np.testing.assert_allclose(checked.confidence, np.where(consistent[0], conf[0], 0), atol=1e-6)
     assert checked.info["lr_check"] == DEFAULT_LR_CHECK == 2.0 and checked.info["lr_refilled"] == pytest.approx(
         1 - consistent.float().mean().item())
     assert 0 < checked.info["lr_refilled"] < 1  # a random network: some pixels are refilled, not all
+
+    # at half size: the reduced pair over half the range, its disparities doubled (refine.right_view_disparity)
+    small = [torch.nn.functional.interpolate(x.flip(-1), size=(16, 32), mode="bilinear", antialias=True,
+                                             align_corners=False) for x in (right, left)]
+    half_right, _ = model.infer(*small, return_confidence=False, max_disp=16)
+    half_right = torch.nn.functional.interpolate(half_right[:, None], size=(32, 64), mode="bilinear",
+                                                 align_corners=False)[:, 0] * 2
+    filled, _ = left_right_fill(disp, half_right.flip(-1), DEFAULT_LR_CHECK)
+    halved = predict_disparity(*pair, weights=tiny_ckpt, device="cpu", lr_view="half")
+    np.testing.assert_allclose(halved.disparity, filled[0].numpy(), atol=1e-5)
 
 
 def test_inputs_as_uint8_pil_and_paths_give_the_same_disparity(tiny_ckpt, pair, tmp_path):

@@ -8,6 +8,7 @@ machine (the browser test records every request to check this).
 
 from __future__ import annotations
 
+import atexit
 import base64
 import functools
 import os
@@ -31,8 +32,10 @@ from gradio.data_classes import ImageData  # noqa: E402
 
 from vislab.app.digits import read_digit  # noqa: E402
 from vislab.app.stereo_tab import ExampleRegistry, load_example_pair, run_stereo  # noqa: E402
+from vislab.app.uploads import ImageFiles  # noqa: E402
 from vislab.core.errors import VislabError  # noqa: E402
 
+DIGIT_CONCURRENCY = 4  # MNIST models take milliseconds; more at once only adds contention on a 2-core laptop
 MAX_FILE_SIZE = "25mb"  # larger uploads are refused before they are stored, let alone decoded
 OUTPUT_BUTTONS = ["download", "fullscreen"]
 INTRO = ("**vislab**: the two labs in your browser. Draw a digit for the MNIST models, or compare PSMNet with "
@@ -130,25 +133,31 @@ def build_app(mnist_checkpoints: list[str | os.PathLike] | None = None,
     if stereo_weights is not None and not Path(stereo_weights).is_file():
         raise VislabError(f"stereo weights not found: {stereo_weights}")
     registry = ExampleRegistry()
+    # Every image goes out as a PNG file written once (ImageFiles says why: bursts of identical requests).
+    files = ImageFiles()
+    atexit.register(files.close)
 
     @user_errors
     def predict_digit(sketch: Any, photo: str | None) -> tuple[Any, ...]:
         out = read_digit(sketch, photo, checkpoints, device)
-        return (out.status, out.seen, out.data, *out.labels)
+        return (out.status, files.png(out.seen), out.data, *out.labels)
 
+    # Gradio recognises the progress bar by this default (one object; it binds it to each request itself).
     @user_errors
-    def predict_stereo(left: str | None, right: str | None, rectify_auto: bool = False,
-                       swap: bool = False) -> tuple[Any, ...]:
+    def predict_stereo(left: str | None, right: str | None, rectify_auto: bool = False, swap: bool = False,
+                       progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:  # noqa: B008
         out = run_stereo(left, right, registry=registry, weights=stereo_weights, device=device,
-                         max_pixels=max_pixels, rectify="auto" if rectify_auto else "none", swap=bool(swap))
-        return (out.status, out.psmnet, out.sgbm, out.confidence, out.depth, out.psmnet_error,
-                out.sgbm_error, out.data)
+                         max_pixels=max_pixels, progress=lambda share, what: progress(share, desc=what),
+                         rectify="auto" if rectify_auto else "none", swap=bool(swap))
+        images = (out.psmnet, out.sgbm, out.confidence, out.depth, out.psmnet_error, out.sgbm_error)
+        return (out.status, *(files.png(image) for image in images), out.data)
 
     def example(name: str) -> Callable[[], tuple[Any, Any, str]]:
         @user_errors
         def load() -> tuple[Any, Any, str]:
             pair = load_example_pair(name, registry)
-            return pair.left, pair.right, f"Loaded **{pair.name}**; computing both disparities..."
+            return (files.png(pair.left), files.png(pair.right),
+                    f"Loaded **{pair.name}**; computing both disparities...")
 
         return load
 
@@ -203,8 +212,9 @@ def build_app(mnist_checkpoints: list[str | os.PathLike] | None = None,
             with gr.Accordion("Raw result (what the predict_stereo API returns)", open=False):
                 stereo_json = gr.JSON(label="result", elem_id="stereo-json")
 
+        # Digits have their own queue, a few at a time: a class's drawings must not wait behind a stereo pair.
         digit_button.click(predict_digit, [sketch, photo], [digit_status, seen, digit_json, *labels],
-                           api_name="predict_digit")
+                           api_name="predict_digit", concurrency_id="digits", concurrency_limit=DIGIT_CONCURRENCY)
         stereo_outputs = [stereo_status, psmnet, sgbm, confidence, depth, psmnet_error, sgbm_error, stereo_json]
         # One stereo prediction at a time, whichever button started it: PSMNet takes the whole CPU and ~1 GB.
         stereo_button.click(predict_stereo, [left, right, rectify_auto, swap_views], stereo_outputs,

@@ -11,6 +11,7 @@ import hashlib
 import math
 import os
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -163,8 +164,8 @@ def _fmt_metric(value: float, unit: str) -> str:
 
 def run_stereo(left_path: str | os.PathLike | None, right_path: str | os.PathLike | None, *,
                registry: ExampleRegistry | None = None, weights: str | os.PathLike | None = None,
-               device: str = "auto", max_pixels: int | None = None, rectify: str = "none",
-               swap: bool = False) -> StereoOutput:
+               device: str = "auto", max_pixels: int | None = None, rectify: str = "none", swap: bool = False,
+               progress: Callable[[float, str], Any] | None = None) -> StereoOutput:
     """Predict the pair with PSMNet and SGBM and build everything the tab shows.
 
     Args:
@@ -177,11 +178,20 @@ def run_stereo(left_path: str | os.PathLike | None, right_path: str | os.PathLik
         rectify: ``"auto"`` rectifies an uploaded pair from its own feature matches (relative disparity);
         swap: the uploaded left image is the right view. Uploaded pairs are checked (vertical misalignment,
             swapped views, disparity beyond the range) before matching; the findings are in the status.
+        progress: called with (share done, what runs now) before each step, for the page's progress bar.
+
+    PSMNet matches each pair over its own disparity range (``max_disp="auto"``); the model is loaded once
+    per process and kept (``vislab.stereo.predict``'s cache).
     """
+    def step(share: float, what: str) -> None:
+        if progress is not None:
+            progress(share, what)
+
     from vislab.stereo import predict_disparity, stereo_metrics
     from vislab.stereo.geometry import disparity_to_depth
     from vislab.stereo.visualize import colorize_confidence, colorize_depth, colorize_disparity, colorize_error
 
+    step(0.0, "reading the pair")
     left, right = read_upload(left_path, "left image"), read_upload(right_path, "right image")
     if left.shape != right.shape:
         raise VislabError(f"left/right size mismatch: left is {left.shape[1]}x{left.shape[0]}, right is "
@@ -198,14 +208,18 @@ def run_stereo(left_path: str | os.PathLike | None, right_path: str | os.PathLik
     budget = default_max_pixels(device) if max_pixels is None else max_pixels
     left, right, gt, camera, scale = reduce_for_cpu(left, right, gt, camera, budget)
 
-    net = predict_disparity(left, right, weights=weights, method="psmnet", device=device)
+    step(0.05, "PSMNet: choosing the disparity range, then matching")
+    net = predict_disparity(left, right, weights=weights, method="psmnet", device=device, max_disp="auto")
+    step(0.85, "SGBM")
     sgbm = predict_disparity(left, right, method="sgbm")
+    step(0.95, "drawing the maps")
     # One colour scale for both maps so that they compare directly: the ground truth's when known.
     ref = gt if gt is not None else net.disparity
     finite = ref[np.isfinite(ref) & (ref > 0)]
     scale_max = float(np.percentile(finite, 99)) if finite.size else 1.0
 
-    lines = [f"**{example.name if example else 'uploaded pair'}**, {left.shape[1]}x{left.shape[0]} pixels."]
+    lines = [f"**{example.name if example else 'uploaded pair'}**, {left.shape[1]}x{left.shape[0]} pixels; "
+             f"PSMNet matched disparities 0-{net.info['max_disp'] - 1} ({net.info.get('range_note', 'fixed')})."]
     if scale != 1.0:
         lines.append(f"Reduced from {w}x{h} to {left.shape[1]}x{left.shape[0]} (x{scale:.2f}) so that the CPU "
                      f"answers in seconds: the whole image, not a crop; disparities are in pixels of the "

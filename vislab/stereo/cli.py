@@ -18,11 +18,26 @@ def _lazy(target: str) -> Callable[[argparse.Namespace], int]:
     return run
 
 
-def _add_checkpoint_args(p: argparse.ArgumentParser) -> None:
+def _max_disp(text: str) -> int | str:
+    """``--max-disp``: ``auto`` or an integer (checked further where it is used, with one-line errors)."""
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 'auto' or an integer, got {text!r}") from None
+
+
+def _add_checkpoint_args(p: argparse.ArgumentParser, auto_range: bool = False) -> None:
     p.add_argument("--weights", default=None,
                    help="checkpoint: vislab's or an official PSMNet release (default: the shipped model)")
-    p.add_argument("--max-disp", type=int, default=None,
-                   help="disparity range, a multiple of 4 (default: the checkpoint's, else 192)")
+    if auto_range:
+        p.add_argument("--max-disp", type=_max_disp, default="auto", metavar="auto|D",
+                       help="disparity range: auto (default: each pair's own, from a quarter-size first look, "
+                            "up to the checkpoint's) or D, a multiple of 4 (192: the checkpoint's full range)")
+    else:
+        p.add_argument("--max-disp", type=int, default=None,
+                       help="disparity range, a multiple of 4 (default: the checkpoint's, else 192)")
     p.add_argument("--align-corners", action="store_true",
                    help="upsample with align_corners=True, as the first released weights were trained")
 
@@ -34,14 +49,19 @@ def _add_estimator_args(p: argparse.ArgumentParser, help_text: str) -> None:
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
-    _add_checkpoint_args(p)
+    _add_checkpoint_args(p, auto_range=True)
     p.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
     _add_estimator_args(p, "PSMNet disparity from the softmax: dominant (default: the mean inside the most probable "
                            "+-window) or softargmin (the paper's mean over all disparities)")
     p.add_argument("--lr-check", type=float, default=None, metavar="PX",
-                   help="PSMNet left-right consistency check: also predict the right view (twice the time) and "
-                        "refill pixels it contradicts by more than PX from their row's background (default 2; "
-                        "0 turns it off)")
+                   help="PSMNet left-right consistency check: also predict the right view and refill pixels it "
+                        "contradicts by more than PX from their row's background (default 2; 0 turns it off)")
+    p.add_argument("--lr-view", default=None, choices=("half", "full"),
+                   help="the check's right view at half the size (default: about a sixth of the network's time) or "
+                        "full size (twice the time)")
+    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
+                   help="bf16: bfloat16 networks, only on CPUs/GPUs that compute it natively; auto (default): bf16 "
+                        "only where it is measured faster and as accurate, else fp32")
 
 
 def _add_own_camera_args(p: argparse.ArgumentParser) -> None:

@@ -24,26 +24,67 @@ PredictFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 DEFAULT_MAX_DISP = 192
 
 
+class PairMatcher:
+    """One pair through PSMNet the way predict / eval / submit run it: the range (``--max-disp auto`` or fixed),
+    the estimator, the precision and the left-right check. ``last_range`` is the last pair's ``RangeChoice``
+    (None with a fixed range)."""
+
+    def __init__(self, model: torch.nn.Module, *, auto_range: bool = False, estimator: str | None = None,
+                 estimator_window: int | None = None, lr_check: float = 0.0, lr_view: str = "full",
+                 precision: str = "fp32") -> None:
+        self.model, self.auto_range = model, auto_range
+        self.estimator, self.window = estimator, estimator_window
+        self.lr_check, self.lr_view, self.bf16 = lr_check, lr_view, precision == "bf16"
+        self.last_range = None
+
+    def __call__(self, left: torch.Tensor, right: torch.Tensor, return_confidence: bool = False
+                 ) -> tuple[torch.Tensor, torch.Tensor | None, float]:
+        """ImageNet-normalised (1, 3, H, W) pair -> (disparity, confidence or None, share refilled by the check)."""
+        from vislab.stereo.auto_range import choose_range
+
+        max_disp = self.model.max_disp
+        if self.auto_range:
+            self.last_range = choose_range(self.model, left, right, max_disp, estimator=self.estimator or "dominant",
+                                           window=self.window)
+            max_disp = self.last_range.max_disp
+        width = left.shape[-1]
+
+        def run(l_in: torch.Tensor, r_in: torch.Tensor, confidence: bool = False):
+            # a reduced right view (lr_view "half") needs proportionally fewer disparities
+            disp_range = max_disp if l_in.shape[-1] == width else 4 * math.ceil(max_disp * l_in.shape[-1] / width / 4)
+            return self.model.infer(l_in, r_in, return_confidence=confidence, estimator=self.estimator,
+                                    window=self.window, max_disp=disp_range, bf16=self.bf16)
+
+        disp, conf = run(left, right, return_confidence)
+        refilled = 0.0
+        if self.lr_check > 0:
+            disp, conf, refilled = check_left_right(lambda a, b: run(a, b)[0], left, right, disp, conf,
+                                                    self.lr_check, self.lr_view)
+        return disp, conf, refilled
+
+
 def psmnet_predict_fn(model: torch.nn.Module, device: torch.device | str, estimator: str | None = None,
-                      estimator_window: int | None = None, lr_check: float = 0.0) -> PredictFn:
+                      estimator_window: int | None = None, lr_check: float = 0.0, *, auto_range: bool = False,
+                      lr_view: str = "full", precision: str = "fp32", ranges: list[int] | None = None) -> PredictFn:
     """Wrap a PSMNet for ``evaluate``: (3, H, W) [0, 1] left/right -> (H, W) disparity on the CPU.
 
     Normalises with ImageNet statistics, adds the batch dimension and calls ``model.infer`` (eval-mode
     semantics and no autograd, whatever mode the model is in, so training can validate mid-run).
-    ``lr_check`` > 0: also predict the right view and refill the pixels it contradicts by more than that
-    many px (:func:`~vislab.stereo.refine.left_right_fill`); 0, the default here, is the network alone.
+    ``lr_check`` > 0: also predict the right view (``lr_view``: at full or half size) and refill the pixels it
+    contradicts by more than that many px (:func:`~vislab.stereo.refine.left_right_fill`); 0, the default
+    here, is the network alone. ``auto_range``: each pair's range from a first look
+    (:mod:`vislab.stereo.auto_range`), appended to ``ranges`` when given; ``precision``: ``fp32`` or ``bf16``.
     """
     device = torch.device(device)
-
-    def run(left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
-        return model.infer(left, right, return_confidence=False, estimator=estimator, window=estimator_window)[0]
+    matcher = PairMatcher(model, auto_range=auto_range, estimator=estimator, estimator_window=estimator_window,
+                          lr_check=lr_check, lr_view=lr_view, precision=precision)
 
     def predict(left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
         l_in = imagenet_normalize(left.to(device, torch.float32)).unsqueeze(0)
         r_in = imagenet_normalize(right.to(device, torch.float32)).unsqueeze(0)
-        disp = run(l_in, r_in)
-        if lr_check > 0:
-            disp, _, _ = check_left_right(run, l_in, r_in, disp, threshold=lr_check)
+        disp = matcher(l_in, r_in)[0]
+        if ranges is not None and matcher.last_range is not None:
+            ranges.append(matcher.last_range.max_disp)
         return disp[0].float().cpu()
 
     return predict
@@ -99,28 +140,58 @@ def parse_dataset_options(items: list[str] | None) -> dict[str, Any]:
     return out
 
 
-def build_predictor(*, method: str = "psmnet", weights: str | Path | None = None, max_disp: int | None = None,
-                    align_corners: bool = False, device: str = "auto", estimator: str | None = None,
-                    estimator_window: int | None = None, lr_check: float | None = None
-                    ) -> tuple[PredictFn, dict[str, Any]]:
+def build_predictor(*, method: str = "psmnet", weights: str | Path | None = None,
+                    max_disp: int | str | None = "auto", align_corners: bool = False, device: str = "auto",
+                    estimator: str | None = None, estimator_window: int | None = None, lr_check: float | None = None,
+                    lr_view: str | None = None, precision: str = "auto",
+                    ranges: list[int] | None = None) -> tuple[PredictFn, dict[str, Any]]:
     """The predict_fn and a config record for a method (``psmnet`` or ``sgbm``) and its options.
 
-    Shared by ``vislab stereo eval`` and ``submit``; the options mean what the CLI flags of the same names mean.
+    Shared by ``vislab stereo eval`` and ``submit``; the options mean what the CLI flags of the same names mean
+    (``max_disp``: ``"auto"``, a range, or None for the checkpoint's). With ``"auto"`` each pair's range is
+    appended to ``ranges`` when given; the record's ``max_disp`` is then the trained range (what scores count).
     """
+    from vislab.stereo.auto_range import AUTO, parse_max_disp
+
+    max_disp = parse_max_disp(max_disp)
+    auto = max_disp == AUTO
+    fixed = None if auto else max_disp
     if method == "sgbm":
         from vislab.stereo.sgbm import SGBM_PARAMS, sgbm_predict_fn
 
-        sgbm_disp = sgbm_max_disp(max_disp, weights)
+        sgbm_disp = sgbm_max_disp(fixed, weights)  # SGBM costs little at any range: auto is its default, 192
         return sgbm_predict_fn(sgbm_disp), {"method": "sgbm", "max_disp": sgbm_disp, **SGBM_PARAMS}
     if method != "psmnet":
         raise VislabError(f"unknown method {method!r}; choose psmnet or sgbm")
-    model, info, torch_device = load_model(weights, max_disp=max_disp, align_corners=align_corners, device=device)
+    model, info, torch_device = load_model(weights, max_disp=fixed, align_corners=align_corners, device=device)
     # PSMNet's estimator (None: DEFAULT_ESTIMATOR); SGBM above has no softmax to choose from.
     estimator, estimator_window = resolve_estimator(estimator, estimator_window)
-    lr_check = resolve_lr_check(lr_check)
-    return (psmnet_predict_fn(model, torch_device, estimator, estimator_window, lr_check),
+    lr_check, lr_view = resolve_lr_check(lr_check), resolve_lr_view(lr_view)
+    precision, _ = resolve_stereo_precision(precision, torch_device, weights)
+    return (psmnet_predict_fn(model, torch_device, estimator, estimator_window, lr_check, auto_range=auto,
+                              lr_view=lr_view, precision=precision, ranges=ranges),
             {"method": "psmnet", **info, "device": str(torch_device), "estimator": estimator,
-             "estimator_window": estimator_window, "lr_check": lr_check})
+             "estimator_window": estimator_window, "lr_check": lr_check, "lr_view": lr_view,
+             "range": AUTO if auto else "fixed", "precision": precision})
+
+
+def resolve_lr_view(view: str | None) -> str:
+    """The left-right check's right view, ``full`` or ``half`` (None: the default), validated."""
+    from vislab.stereo.refine import DEFAULT_LR_VIEW, LR_VIEWS
+
+    view = DEFAULT_LR_VIEW if view is None else view
+    if view not in LR_VIEWS:
+        raise VislabError(f"unknown --lr-view {view!r}; choose one of {', '.join(LR_VIEWS)}")
+    return view
+
+
+def resolve_stereo_precision(precision: str, device: torch.device, weights: str | Path | None = None
+                             ) -> tuple[str, str]:
+    """``--precision`` for PSMNet on ``device``: (fp32 | bf16, why); see :mod:`vislab.stereo.precision`."""
+    from vislab.stereo.precision import probe_synthetic, resolve_precision
+
+    return resolve_precision(precision, device, probe=None if weights is None else
+                             (lambda p: probe_synthetic(p, weights)))
 
 
 def resolve_estimator(estimator: str | None, window: int | None) -> tuple[str, int]:
@@ -217,14 +288,19 @@ def run_eval(args: argparse.Namespace) -> int:
         raise VislabError(f"dataset {args.dataset!r} needs --root DIR")
     split = default_eval_split(args.dataset, getattr(args, "split", None))
     dataset = create_dataset(args.dataset, args.root, split=split, **options)
-    predict_fn, config = build_predictor(**predictor_options(args))
+    ranges: list[int] = []
+    predict_fn, config = build_predictor(**predictor_options(args), ranges=ranges)
     max_disp = int(config["max_disp"])
     results = evaluate(predict_fn, dataset, max_disp=max_disp, limit=args.limit)
+    for row, chosen in zip(results["per_image"], ranges, strict=False):
+        row["max_disp"] = chosen  # the range this pair was matched over (--max-disp auto)
     to_stdout = args.json_path == "-"
     out = sys.stderr if to_stdout else sys.stdout
     method = "sgbm" if config["method"] == "sgbm" else f"psmnet {config['name']} ({config['path']})"
+    matched = (f", matched over auto ranges {min(ranges)}-{max(ranges)} (median {sorted(ranges)[len(ranges) // 2]})"
+               if ranges else "")
     print(f"{method} on {args.dataset} ({args.root}, {len(results['per_image'])} pairs, "
-          f"max disparity {max_disp}, {results['seconds']:.1f} s)", file=out)
+          f"max disparity {max_disp}{matched}, {results['seconds']:.1f} s)", file=out)
     print(format_table(results), file=out)
     if args.json_path is not None:
         record = _json_safe({
@@ -246,7 +322,8 @@ def predictor_options(args: argparse.Namespace) -> dict[str, Any]:
     return {"method": getattr(args, "method", "psmnet"), "weights": args.weights, "max_disp": args.max_disp,
             "align_corners": bool(args.align_corners), "device": args.device,
             "estimator": getattr(args, "estimator", None), "estimator_window": getattr(args, "estimator_window", None),
-            "lr_check": getattr(args, "lr_check", None)}
+            "lr_check": getattr(args, "lr_check", None), "lr_view": getattr(args, "lr_view", None),
+            "precision": getattr(args, "precision", "auto")}
 
 
 def default_eval_split(dataset: str, split: str | None) -> str:

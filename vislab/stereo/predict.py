@@ -15,11 +15,18 @@ from PIL import Image
 from vislab.core.checkpoint import LoadedCache
 from vislab.core.errors import VislabError
 from vislab.core.logging import make_output_dir
-from vislab.stereo.evaluate import load_model, resolve_estimator, resolve_lr_check, sgbm_max_disp
+from vislab.stereo.evaluate import (
+    PairMatcher,
+    load_model,
+    resolve_estimator,
+    resolve_lr_check,
+    resolve_lr_view,
+    resolve_stereo_precision,
+    sgbm_max_disp,
+)
 from vislab.stereo.geometry import depth_to_points, discontinuity_mask, disparity_to_depth, write_ply
 from vislab.stereo.io import read_calib, read_image, write_image, write_kitti_disparity, write_pfm
 from vislab.stereo.metrics import stereo_metrics
-from vislab.stereo.refine import check_left_right
 from vislab.stereo.transforms import imagenet_normalize
 from vislab.stereo.visualize import colorize_confidence, colorize_depth, colorize_disparity
 
@@ -98,20 +105,26 @@ _MODELS: LoadedCache[tuple[torch.nn.Module, dict[str, Any], torch.device]] = Loa
 
 
 def predict_disparity(left: ImageInput, right: ImageInput, *, weights: str | Path | None = None,
-                      method: str = "psmnet", max_disp: int | None = None, align_corners: bool = False,
+                      method: str = "psmnet", max_disp: int | str | None = "auto", align_corners: bool = False,
                       device: str = "auto", estimator: str | None = None,
                       estimator_window: int | None = None, lr_check: float | None = None,
+                      lr_view: str | None = None, precision: str = "auto",
                       onnx: str | Path | None = None) -> StereoPrediction:
     """Disparity (and, for PSMNet, confidence) of a rectified stereo pair.
 
     ``left``/``right``: paths, PIL images or arrays of the same size. ``method``: ``psmnet`` (``weights``: a
     checkpoint vislab loads, default the shipped model) or ``sgbm`` (OpenCV's semi-global matching baseline).
-    ``max_disp``: the disparity range (PSMNet: a multiple of 4, default the checkpoint's; SGBM: default 192).
+    ``max_disp``: the disparity range: ``"auto"`` (default; PSMNet: each pair's own range from a quarter-size
+    first look, ``vislab.stereo.auto_range``, never less than it needs; SGBM: 192), an integer (PSMNet: a multiple
+    of 4) or None (PSMNet: the checkpoint's range; SGBM: 192).
     ``estimator``: PSMNet's disparity from its softmax, ``"dominant"`` (default: the mean inside the most
     probable ± ``estimator_window`` px, default 4) or ``"softargmin"`` (the paper's); the confidence follows it.
     ``lr_check``: PSMNet's left-right consistency check, in px (default 2; 0 turns it off): the right view's
-    disparity is predicted too (twice the time) and pixels it contradicts by more than this are refilled from
-    their row's background, with confidence 0 (``vislab.stereo.refine``; SGBM runs its own check).
+    disparity is predicted too and pixels it contradicts by more than this are refilled from their row's
+    background, with confidence 0 (``vislab.stereo.refine``; SGBM runs its own check). ``lr_view``: that right
+    view at ``"half"`` the size (default: about a sixth of the network's time) or ``"full"`` (twice the time).
+    ``precision``: ``"fp32"``, ``"bf16"`` (only where the CPU or GPU computes it natively) or ``"auto"``
+    (default: bf16 only where it is measured faster and as accurate, ``vislab.stereo.precision``).
     ``onnx``: run a graph made by ``vislab stereo export`` with ONNX Runtime instead of PyTorch (its weights,
     max_disp and estimator are fixed in the file; options that disagree with it are errors).
     Raises ``VislabError`` with a one-line message on bad input.
@@ -120,46 +133,55 @@ def predict_disparity(left: ImageInput, right: ImageInput, *, weights: str | Pat
     if left_rgb.shape != right_rgb.shape:
         raise VislabError(f"left/right size mismatch: left is {left_rgb.shape[1]}x{left_rgb.shape[0]}, "
                           f"right is {right_rgb.shape[1]}x{right_rgb.shape[0]}")
-    lr_check = resolve_lr_check(lr_check)
+    from vislab.stereo.auto_range import AUTO, parse_max_disp
+
+    lr_check, max_disp = resolve_lr_check(lr_check), parse_max_disp(max_disp)
+    auto = max_disp == AUTO
+    fixed = None if auto else max_disp  # None: the checkpoint's range (ONNX: the graph's, SGBM: 192)
     if onnx is not None:
         from vislab.stereo.export import predict_onnx
 
         disp, conf, seconds, info = predict_onnx(
-            onnx, left_rgb, right_rgb, method=method, weights=weights, max_disp=max_disp, align_corners=align_corners,
+            onnx, left_rgb, right_rgb, method=method, weights=weights, max_disp=fixed, align_corners=align_corners,
             device=device, estimator=estimator, estimator_window=estimator_window, lr_check=lr_check)
         return StereoPrediction(disp, conf, seconds, info)
     if method == "sgbm":
         from vislab.stereo.sgbm import sgbm_disparity
 
-        sgbm_range = sgbm_max_disp(max_disp, weights)
+        sgbm_range = sgbm_max_disp(fixed, weights)
         start = time.perf_counter()
         disp = sgbm_disparity(left_rgb, right_rgb, sgbm_range)
         return StereoPrediction(disp, None, time.perf_counter() - start, {"method": "sgbm", "max_disp": sgbm_range})
     if method != "psmnet":
         raise VislabError(f"unknown method {method!r}; choose psmnet or sgbm")
+    # Loaded once per (weights, fixed range, ...): with "auto" one model serves every range (weights do not
+    # depend on it), so the app and an eval over many pairs keep it warm.
     model, info, torch_device = _MODELS.get(
-        weights, (max_disp, align_corners, device),
-        lambda: load_model(weights, max_disp=max_disp, align_corners=align_corners, device=device))
+        weights, (fixed, align_corners, device),
+        lambda: load_model(weights, max_disp=fixed, align_corners=align_corners, device=device))
     estimator, estimator_window = resolve_estimator(estimator, estimator_window)
+    lr_view = resolve_lr_view(lr_view)
+    precision, precision_why = resolve_stereo_precision(precision, torch_device, weights)
+    matcher = PairMatcher(model, auto_range=auto, estimator=estimator, estimator_window=estimator_window,
+                          lr_check=lr_check, lr_view=lr_view, precision=precision)
 
     def prep(img: np.ndarray) -> torch.Tensor:
         return imagenet_normalize(torch.from_numpy(img.transpose(2, 0, 1)).to(torch_device)).unsqueeze(0)
 
-    def run(left_in: torch.Tensor, right_in: torch.Tensor) -> torch.Tensor:
-        return model.infer(left_in, right_in, return_confidence=False, estimator=estimator,
-                           window=estimator_window)[0]
-
     start = time.perf_counter()
-    left_in, right_in = prep(left_rgb), prep(right_rgb)
-    disp, conf = model.infer(left_in, right_in, return_confidence=True, estimator=estimator, window=estimator_window)
-    refilled = 0.0
-    if lr_check > 0:
-        disp, conf, refilled = check_left_right(run, left_in, right_in, disp, conf, lr_check)
+    disp, conf, refilled = matcher(prep(left_rgb), prep(right_rgb), return_confidence=True)
     disp_np = disp[0].float().cpu().numpy()
     conf_np = conf[0].float().cpu().numpy() if conf is not None else None
+    choice = matcher.last_range
+    ranges = ({"max_disp": choice.max_disp, "trained_max_disp": model.max_disp, "range": AUTO,
+               "range_estimate": None if choice.estimate is None else round(choice.estimate, 2),
+               "range_note": choice.describe()} if choice is not None else
+              {"max_disp": model.max_disp, "trained_max_disp": model.max_disp, "range": "fixed"})
     return StereoPrediction(disp_np, conf_np, time.perf_counter() - start,
-                            {"method": "psmnet", **info, "device": str(torch_device), "estimator": estimator,
-                             "estimator_window": estimator_window, "lr_check": lr_check, "lr_refilled": refilled})
+                            {"method": "psmnet", **info, **ranges, "device": str(torch_device),
+                             "estimator": estimator, "estimator_window": estimator_window, "lr_check": lr_check,
+                             "lr_view": lr_view, "lr_refilled": refilled, "precision": precision,
+                             "precision_note": precision_why})
 
 
 def peak_memory_mb() -> float:
@@ -231,7 +253,8 @@ def run_predict(args: argparse.Namespace) -> int:
                                align_corners=bool(args.align_corners), device=args.device,
                                estimator=getattr(args, "estimator", None),
                                estimator_window=getattr(args, "estimator_window", None),
-                               lr_check=getattr(args, "lr_check", None), onnx=getattr(args, "onnx", None))
+                               lr_check=getattr(args, "lr_check", None), lr_view=getattr(args, "lr_view", None),
+                               precision=getattr(args, "precision", "auto"), onnx=getattr(args, "onnx", None))
     disp, conf, info, seconds = result.disparity, result.confidence, result.info, result.seconds
 
     out = make_output_dir(args.out)
@@ -257,8 +280,13 @@ def run_predict(args: argparse.Namespace) -> int:
     if info.get("onnx"):
         notes.append(f"ONNX Runtime: {info['onnx']} ({', '.join(info['providers'])}), estimator {info['estimator']}")
     if info.get("lr_check"):
-        notes.append(f"left-right check ({info['lr_check']:g} px): {100 * info['lr_refilled']:.1f}% of the pixels "
-                     "refilled from their row's background (confidence 0 there); --lr-check 0 turns it off")
+        view = info.get("lr_view", "full")  # (an ONNX graph checks with the full-size view)
+        notes.append(f"left-right check ({info['lr_check']:g} px) with the right view at {view} size: "
+                     f"{100 * info['lr_refilled']:.1f}% of the pixels refilled from their row's background "
+                     "(confidence 0 there); --lr-check 0 turns it off")
+    if info.get("precision") == "bf16" or info.get("precision_note", "as requested") != "as requested":
+        notes.append(f"precision {info['precision']} ({info['precision_note']})")
+    written.append(_write_info(out / f"{stem}_prediction.json", info, seconds))
     if conf is None:
         notes.append(f"confidence: {info['onnx']} was exported without --confidence; no conf files written"
                      if info.get("onnx") else
@@ -280,10 +308,11 @@ def run_predict(args: argparse.Namespace) -> int:
             written.append(write_ply(out / f"{stem}.ply", points, colors))
             notes.append(f"point cloud: {len(points)} of {h * w} pixels kept")
 
-    print(f"{info['method']} disparity for {args.left} ({w}x{h}, max disparity {info['max_disp']}): "
+    matched = f" ({info['range_note']})" if info.get("range_note") else ""
+    print(f"{info['method']} disparity for {args.left} ({w}x{h}, max disparity {info['max_disp']}{matched}): "
           f"range {np.nanmin(disp):.2f}..{np.nanmax(disp):.2f} px")
-    if gt is not None:
-        m = stereo_metrics(disp, gt, max_disp=info["max_disp"])
+    if gt is not None:  # scored over the trained range whatever range was matched: auto must not hide pixels
+        m = stereo_metrics(disp, gt, max_disp=info.get("trained_max_disp", info["max_disp"]))
         print(f"against the example's ground truth ({m['n_valid']} pixels): EPE {m['epe']:.3f} px, "
               f"D1 {m['d1']:.2f}%, bad-1 {m['bad1']:.2f}%")
     for note in notes:
@@ -295,6 +324,14 @@ def run_predict(args: argparse.Namespace) -> int:
     if torch.cuda.is_available() and torch.cuda.max_memory_allocated() > 0:
         print(f"peak GPU memory {torch.cuda.max_memory_allocated() / 2**20:.0f} MB")
     return 0
+
+
+def _write_info(path: Path, info: dict[str, Any], seconds: float) -> Path:
+    """``{stem}_prediction.json``: how the pair was predicted (method, range chosen, check, precision, time)."""
+    from vislab.core.logging import write_json
+
+    record = {k: v if isinstance(v, str | int | float | bool | type(None) | list) else str(v) for k, v in info.items()}
+    return Path(write_json({**record, "seconds": round(seconds, 3)}, path))
 
 
 def _save_npy(path: Path, array: np.ndarray) -> Path:

@@ -8,24 +8,42 @@ are refilled along their row with the smaller of the nearest consistent disparit
 the background, which is what an occluded pixel shows (the classic treatment of occlusions after a left-right
 check, as in semi-global matching).
 
-Measured on held-out synthetic scenes before it became the default: ``docs/stereo-quality.md``.
+Measured on held-out synthetic scenes before it became the default: ``docs/stereo-quality.md``; the right view
+at half size (the default since issue 26): ``docs/stereo/prediction.md``.
 """
 
 from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F
 
 Matcher = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (left, right) (B, 3, H, W) -> (B, H, W)
 
 DEFAULT_LR_CHECK = 2.0  # px: chosen on held-out 256x512 synthetic scenes, docs/stereo-quality.md
+# How the right view is predicted for the check: "full" (the pair's own size) or "half" (half the width and
+# height, its disparities doubled: about a sixth of the work). Chosen on held-out synthetic scenes with
+# occlusions and exposure/noise differences between the views, docs/stereo/prediction.md.
+LR_VIEWS = ("full", "half")
+DEFAULT_LR_VIEW = "half"
 
 
-def right_view_disparity(run: Matcher, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+def right_view_disparity(run: Matcher, left: torch.Tensor, right: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
     """The right image's disparity map from a left-reference matcher ``run(left, right) -> (B, H, W)``.
 
     Mirroring both images and swapping them makes the right view the reference of a valid rectified pair.
+    ``scale`` < 1 predicts it on the pair reduced by that factor (antialiased) and brings the map back to the
+    full size, its disparities divided by ``scale``: the check only needs to find where the views disagree by
+    more than its threshold, which a coarser right view still shows, at a fraction of the cost.
     """
-    return run(right.flip(-1), left.flip(-1)).flip(-1)
+    if scale == 1.0:
+        return run(right.flip(-1), left.flip(-1)).flip(-1)
+    h, w = left.shape[-2:]
+    size = (max(1, round(h * scale)), max(1, round(w * scale)))
+    small = [F.interpolate(x.flip(-1), size=size, mode="bilinear", antialias=True, align_corners=False)
+             for x in (right, left)]
+    disp = run(*small)[:, None]
+    disp = F.interpolate(disp, size=(h, w), mode="bilinear", align_corners=False)[:, 0] * (w / size[1])
+    return disp.flip(-1)
 
 
 def left_right_fill(disp_left: torch.Tensor, disp_right: torch.Tensor, threshold: float = DEFAULT_LR_CHECK,
@@ -44,27 +62,44 @@ def left_right_fill(disp_left: torch.Tensor, disp_right: torch.Tensor, threshold
     inside = x_right >= 0
     right_there = torch.gather(disp_right, -1, x_right.clamp(0, width - 1))
     consistent = inside & ((disp_left - right_there).abs() <= threshold)
-    # index of the nearest consistent pixel at or before x (-1: none), and at or after x (width: none)
-    before = torch.where(consistent, x, -1).cummax(-1).values
-    after = width - 1 - torch.where(consistent, width - 1 - x, -1).flip(-1).cummax(-1).values.flip(-1)
-    inf = torch.full_like(disp_left, float("inf"))
-    left_value = torch.where(before >= 0, torch.gather(disp_left, -1, before.clamp(0, width - 1)), inf)
-    right_value = torch.where(after < width, torch.gather(disp_left, -1, after.clamp(0, width - 1)), inf)
+    if not occlusion_aware:
+        return fill_from_background(disp_left, consistent), consistent
+    left_value, right_value = _nearest_kept(disp_left, consistent)
     fill = torch.minimum(left_value, right_value)
-    if occlusion_aware:
-        occluded = ~inside | (right_there > disp_left + threshold)
-        both = torch.isfinite(left_value) & torch.isfinite(right_value)
-        fill = torch.where(occluded | ~both, fill, (left_value + right_value) / 2)
+    occluded = ~inside | (right_there > disp_left + threshold)
+    both = torch.isfinite(left_value) & torch.isfinite(right_value)
+    fill = torch.where(occluded | ~both, fill, (left_value + right_value) / 2)
     fill = torch.where(torch.isfinite(fill), fill, disp_left)
     return torch.where(consistent, disp_left, fill), consistent
 
 
+def _nearest_kept(disp: torch.Tensor, keep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The disparity of the nearest kept pixel at or before / at or after each pixel of its row (inf: none)."""
+    width = disp.shape[-1]
+    x = torch.arange(width, device=disp.device).expand_as(disp)
+    before = torch.where(keep, x, -1).cummax(-1).values
+    after = width - 1 - torch.where(keep, width - 1 - x, -1).flip(-1).cummax(-1).values.flip(-1)
+    inf = torch.full_like(disp, float("inf"))
+    left_value = torch.where(before >= 0, torch.gather(disp, -1, before.clamp(0, width - 1)), inf)
+    right_value = torch.where(after < width, torch.gather(disp, -1, after.clamp(0, width - 1)), inf)
+    return left_value, right_value
+
+
+def fill_from_background(disp: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """``disp`` (B, H, W) where ``keep``, elsewhere the smaller of the nearest kept disparities to the left and
+    right on the same row (the background); a row with no kept pixel stays as it was."""
+    fill = torch.minimum(*_nearest_kept(disp, keep))
+    return torch.where(keep | ~torch.isfinite(fill), disp, fill)
+
+
 def check_left_right(run: Matcher, left: torch.Tensor, right: torch.Tensor, disp: torch.Tensor,
-                     confidence: torch.Tensor | None = None, threshold: float = DEFAULT_LR_CHECK
-                     ) -> tuple[torch.Tensor, torch.Tensor | None, float]:
+                     confidence: torch.Tensor | None = None, threshold: float = DEFAULT_LR_CHECK,
+                     view: str = "full") -> tuple[torch.Tensor, torch.Tensor | None, float]:
     """The check for a left-reference matcher ``run`` whose left-view disparity ``disp`` is already known:
-    (refilled disparity, ``confidence`` set to 0 where refilled (None stays None), share of refilled pixels)."""
-    filled, consistent = left_right_fill(disp, right_view_disparity(run, left, right), threshold)
+    (refilled disparity, ``confidence`` set to 0 where refilled (None stays None), share of refilled pixels).
+    ``view``: the right view at the pair's size (``"full"``) or at half of it (``"half"``)."""
+    scale = {"full": 1.0, "half": 0.5}[view]
+    filled, consistent = left_right_fill(disp, right_view_disparity(run, left, right, scale), threshold)
     if confidence is not None:
         confidence = torch.where(consistent, confidence, 0.0)
     return filled, confidence, float((~consistent).float().mean())

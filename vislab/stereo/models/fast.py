@@ -60,7 +60,9 @@ class OneDNNConv(nn.Module):
     onednn_ok = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if OneDNNConv.onednn_ok and x.device.type == "cpu" and x.dtype == torch.float32:
+        # Under bf16 autocast the functional path below is what autocast converts (these direct calls it skips).
+        if OneDNNConv.onednn_ok and x.device.type == "cpu" and x.dtype == torch.float32 \
+                and not torch.is_autocast_enabled("cpu"):
             attr = "relu" if self.relu else "none"
             try:
                 if self.transposed:

@@ -37,6 +37,17 @@ from vislab.stereo.models.volume import (
 PAD_MULTIPLE = 16
 
 
+def volume_planes(max_disp: int) -> int:
+    """Disparity planes of the 1/4-scale volume for a range ``max_disp``: max_disp / 4 rounded up to a multiple
+    of 4 (the hourglass halves the disparity axis twice)."""
+    return 4 * math.ceil(max_disp / 16)
+
+
+def _check_max_disp(max_disp: int) -> None:
+    if not isinstance(max_disp, int) or isinstance(max_disp, bool) or max_disp <= 0 or max_disp % 4:
+        raise VislabError(f"max_disp must be a positive multiple of 4, got {max_disp}")
+
+
 def _classifier() -> nn.Sequential:
     return nn.Sequential(*cbr_3d(32, 32), nn.Conv3d(32, 1, kernel_size=3, padding=1, stride=1, bias=False))
 
@@ -60,8 +71,7 @@ class PSMNet(nn.Module):
 
     def __init__(self, max_disp: int = 192, align_corners: bool = False) -> None:
         super().__init__()
-        if not isinstance(max_disp, int) or max_disp <= 0 or max_disp % 4:
-            raise VislabError(f"max_disp must be a positive multiple of 4, got {max_disp}")
+        _check_max_disp(max_disp)
         self.max_disp = max_disp
         self.align_corners = bool(align_corners)
         self.feature_extraction = FeatureExtraction(self.align_corners)
@@ -82,7 +92,7 @@ class PSMNet(nn.Module):
     @property
     def volume_disparities(self) -> int:
         """Disparity planes in the 1/4-scale volume: max_disp / 4 rounded up to a multiple of 4."""
-        return 4 * math.ceil(self.max_disp / 16)
+        return volume_planes(self.max_disp)
 
     @staticmethod
     def _check_pair(left: torch.Tensor, right: torch.Tensor) -> None:
@@ -97,15 +107,17 @@ class PSMNet(nn.Module):
 
     # -- forward -----------------------------------------------------------------------------------
     def _costs(self, left: torch.Tensor, right: torch.Tensor, all_costs: bool,
-               channels_last: bool = False) -> list[torch.Tensor]:
-        """Matching costs (B, D/4, Hp/4, Wp/4) for the padded pair (padding already applied)."""
+               channels_last: bool = False, max_disp: int | None = None) -> list[torch.Tensor]:
+        """Matching costs (B, D/4, Hp/4, Wp/4) for the padded pair (padding already applied); ``max_disp``
+        (default ``self.max_disp``) is the range D of this call."""
         # The stem's result is handed over inside a list that _aggregate empties: a plain argument stays
         # referenced by this frame's call for the whole 3D CNN (one 184 MB volume at KITTI size).
-        d4 = self.max_disp // 4
-        handover = [self._stem(left, right, channels_last)]
-        return [c.squeeze(1)[:, :d4] for c in self._aggregate(handover, all_costs)]
+        max_disp = self.max_disp if max_disp is None else max_disp
+        handover = [self._stem(left, right, channels_last, volume_planes(max_disp))]
+        return [c.squeeze(1)[:, :max_disp // 4] for c in self._aggregate(handover, all_costs)]
 
-    def _stem(self, left: torch.Tensor, right: torch.Tensor, channels_last: bool) -> torch.Tensor:
+    def _stem(self, left: torch.Tensor, right: torch.Tensor, channels_last: bool,
+              num_disp: int | None = None) -> torch.Tensor:
         """Features of both images -> concatenation volume -> dres0 (B, 32, D', H/4, W/4)."""
         if self.training:  # separately, so BatchNorm sees per-image batch statistics as in the paper
             left_feat, right_feat = self.feature_extraction(left), self.feature_extraction(right)
@@ -114,7 +126,8 @@ class PSMNet(nn.Module):
             if channels_last:
                 both = both.contiguous(memory_format=torch.channels_last)
             left_feat, right_feat = self.feature_extraction(both).chunk(2)
-        x = build_concat_volume(left_feat, right_feat, self.volume_disparities, channels_last)
+        num_disp = self.volume_disparities if num_disp is None else num_disp
+        x = build_concat_volume(left_feat, right_feat, num_disp, channels_last)
         del left_feat, right_feat
         # dres0 layer by layer, so the 64-channel volume is released after its first convolution.
         for layer in self.dres0:
@@ -160,29 +173,40 @@ class PSMNet(nn.Module):
         return soft_argmin(cost, self.max_disp, (h + top, w + rpad), (top, top + h), (0, w), self.align_corners)
 
     def _predict(self, left: torch.Tensor, right: torch.Tensor, return_confidence: bool,
-                 estimator: str | None = None,
-                 window: int | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+                 estimator: str | None = None, window: int | None = None,
+                 max_disp: int | None = None, bf16: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The lean path (no autograd): fused BN, channels-last 3D on CPU, chunked regression."""
         estimator = self.estimator if estimator is None else estimator
         window = self.estimator_window if window is None else window
+        max_disp = self.max_disp if max_disp is None else max_disp
         if estimator not in ESTIMATORS:
             raise VislabError(f"unknown disparity estimator {estimator!r}; choose one of {', '.join(ESTIMATORS)}")
+        _check_max_disp(max_disp)
         self._check_pair(left, right)
         h, w = left.shape[-2:]
         top, rpad = self._pads(h, w)
         left, right = F.pad(left, (0, rpad, top, 0)), F.pad(right, (0, rpad, top, 0))
         fast = self._fast_copy()
         channels_last = left.device.type == "cpu"
-        cost = fast._costs(left, right, all_costs=False, channels_last=channels_last)[-1]
+        with torch.autocast(left.device.type, dtype=torch.bfloat16, enabled=bf16):
+            cost = fast._costs(left, right, all_costs=False, channels_last=channels_last, max_disp=max_disp)[-1]
         del left, right
+        if bf16:  # the softmax and regression in fp32 whatever the network ran in
+            cost = cost.float()
         cost = cost.contiguous()
-        return regress_chunked(cost, self.max_disp, (h + top, w + rpad), (top, h + top), (0, w),
+        return regress_chunked(cost, max_disp, (h + top, w + rpad), (top, h + top), (0, w),
                                self.align_corners, return_confidence, estimator=estimator, window=int(window))
 
     @torch.inference_mode()
     def infer(self, left: torch.Tensor, right: torch.Tensor, return_confidence: bool = True,
-              estimator: str | None = None, window: int | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+              estimator: str | None = None, window: int | None = None,
+              max_disp: int | None = None, bf16: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Disparity (B, H, W) and confidence (B, H, W) in [0, 1] (or None) for any image size.
+
+        ``max_disp``: the disparity range of this call (a positive multiple of 4; default ``self.max_disp``).
+        The weights do not depend on it (the 3D convolutions slide along disparity), so a pair known to need
+        fewer disparities can be matched over fewer, in proportionally less time; outputs lie in [0, max_disp - 1].
+        ``bf16``: run the 2D and 3D networks under bfloat16 autocast (see ``vislab.stereo.precision``).
 
         Always uses eval-mode semantics (BatchNorm running statistics), whatever ``self.training``
         is. ``estimator`` (default ``self.estimator``, itself ``"softargmin"`` unless set) is
@@ -190,7 +214,7 @@ class PSMNet(nn.Module):
         ``self.estimator_window``); see :func:`~vislab.stereo.models.volume.regress_chunked`. Confidence
         follows it: the probability mass within ±2 px of the soft-argmin, or inside the dominant window.
         """
-        return self._predict(left, right, return_confidence, estimator, window)
+        return self._predict(left, right, return_confidence, estimator, window, max_disp, bf16)
 
     def channels_last_3d_(self) -> "PSMNet":
         """Store the 3D convolutions' weights in ``torch.channels_last_3d`` layout, in place; returns self.
