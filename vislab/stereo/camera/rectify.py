@@ -178,7 +178,7 @@ def auto_rectifier(left: np.ndarray, right: np.ndarray) -> Rectifier:
     """Rectifying homographies estimated from the pair itself (see the module doc); one-line errors when the
     pair gives too few matches or cannot be rectified."""
     h, w = left.shape[:2]
-    m = match_features(left, right, max_side=1600)
+    m = match_features(left, right, max_side=1600, max_features=3000)  # more and finer matches: a fit, not a check
     if m.fundamental is None or m.n < MIN_INLIERS:
         raise VislabError(f"--rectify auto found only {m.n} consistent feature matches between the views (needs "
                           f"{MIN_INLIERS}): photograph a textured scene that both photos show, or give --calib")
