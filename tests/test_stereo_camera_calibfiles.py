@@ -117,9 +117,10 @@ def test_hostile_calibration_files(rig, tmp_path, capsys):
     good = write_opencv_calibration(tmp_path / "good.yaml", rig.calibration)
     text = good.read_text()
     variants = dict(HOSTILE)
-    variants["nan.yaml"] = text.replace("image_width", "image_widthx").encode()
+    variants["nosize.yaml"] = text.replace("image_width", "image_widthx").encode()
     k1 = text.split("K1:")[1].split("data: [")[1].split(",")[0]
     variants["negfocal.yaml"] = text.replace(f"data: [{k1},", "data: [ -1.,", 1).encode()
+    variants["nan.yaml"] = text.replace(f"data: [{k1},", "data: [ .nan,", 1).encode()
     r_block = text.split("R: !!opencv-matrix")[1].split("data: [")[1].split("]")[0]
     variants["notrotation.yaml"] = text.replace(r_block, " 2., 0., 0., 0., 1., 0., 0., 0., 1. ").encode()
     ros_left, ros_right = write_ros(tmp_path, rig)

@@ -6,6 +6,7 @@ The typed Python API (what the CLI, the notebooks and the app call)::
     left, right, gt, camera = load_example("motorcycle")
     result = predict_disparity(left, right)                  # shipped PSMNet; method="sgbm" for the baseline
     result.disparity, result.confidence, result.seconds, result.info
+    mine = predict_pair("a.jpg", "b.jpg", rectify="auto")   # your own photos: checked, rectified (docs: own camera)
 """
 
 from typing import Any
@@ -22,6 +23,10 @@ _API = {
     "evaluate": "vislab.stereo.evaluate",
     "load_model": "vislab.stereo.evaluate",
     "stereo_metrics": "vislab.stereo.metrics",
+    # a pair of your own: checks, rectification (calibrated or automatic), metric depth
+    "predict_pair": "vislab.stereo.camera.pipeline",
+    "prepare_pair": "vislab.stereo.camera.pipeline",
+    "check_pair": "vislab.stereo.camera.checks",
 }
 
 __all__ = sorted(_API)
