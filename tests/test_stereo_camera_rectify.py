@@ -122,3 +122,36 @@ def test_auto_rectification_errors(tmp_path, capsys):
         prepare_pair(flat, flat, rectify="auto", calib="x.yaml")
     with pytest.raises(VislabError, match="relative disparity"):
         prepare_pair(flat, flat, rectify="auto", focal=100, baseline=1)
+
+
+@pytest.mark.parametrize("pair", ["kitti2015", "middlebury2014"])
+def test_auto_rectification_of_real_pairs_turned_by_a_known_rotation(stereo_samples, pair):
+    """Real texture: the KITTI 2015 and Middlebury pairs of the test data, their right view turned as above."""
+    from vislab.stereo.camera.checks import check_pair
+    from vislab.stereo.io import read_image, read_kitti_disparity, read_pfm
+
+    if pair == "kitti2015":
+        root, max_disp, focal = stereo_samples / "kitti2015/training", 192, 721.5
+        left, right = (read_image(root / f"image_{i}/000046_10.png") for i in (2, 3))
+        gt, valid = read_kitti_disparity(root / "disp_occ_0/000046_10.png")
+        gt = np.where(valid, gt, 0)
+    else:
+        root, max_disp, focal = stereo_samples / "middlebury2014/trainingQ/Motorcycle", 96, 999.4
+        left, right = read_image(root / "im0.png"), read_image(root / "im1.png")
+        gt = read_pfm(root / "disp0GT.pfm")
+        gt = np.where(np.isfinite(gt), gt, 0)
+    h, w = left.shape[:2]
+    turned = unrectify(left, right, focal=focal, baseline=0.2)
+    assert "not rectified" in check_pair(turned.left, turned.right, max_disp).warnings[0]
+    rect = auto_rectifier(turned.left, turned.right)
+    left_r, right_r = rect.apply(turned.left, turned.right)
+    assert check_pair(left_r, right_r, max_disp, rectified_by="auto").passed
+    back = disparity_in_original_frame(sgbm_disparity(left_r, right_r, max_disp), rect.homographies[0],
+                                       rect.homographies[1] @ turned.right_warp, w, h)
+    seen = np.isfinite(back)
+    assert seen.mean() > 0.95
+
+    def d1(disp):
+        return stereo_metrics(np.where(seen, disp, 0), np.where(seen, gt, 0), max_disp=max_disp)["d1"]
+
+    assert d1(back) <= d1(sgbm_disparity(left, right, max_disp)) + 1.0
