@@ -92,3 +92,33 @@ def test_parsers():
     assert parse_board("9x6") == (9, 6) and parse_board("7X5") == (7, 5)
     assert parse_square("25mm") == pytest.approx(0.025) and parse_square("2.5cm") == pytest.approx(0.025)
     assert parse_square("0.03m") == pytest.approx(0.03) and parse_square("1in") == pytest.approx(0.0254)
+
+
+def test_calibrate_with_a_charuco_board(views_dir, tmp_path, capsys):
+    from vislab.stereo.camera.calibrate import Charuco
+
+    _, rig = views_dir
+    board = Charuco(0.0225).board((7, 5), 0.03)
+    pattern = board.generateImage((7 * 60, 5 * 60), marginSize=0)
+    root = tmp_path / "charuco"
+    for side in ("left", "right"):
+        (root / side).mkdir(parents=True)
+    for i, (left, right) in enumerate(render_chessboard_views(rig, (6, 4), 0.03, 8, seed=2, pattern=pattern)):
+        Image.fromarray(left).save(root / "left" / f"{i}.png")
+        Image.fromarray(right).save(root / "right" / f"{i}.png")
+    out = tmp_path / "charuco.yaml"
+    base = ["stereo", "calibrate", "--left-dir", str(root / "left"), "--right-dir", str(root / "right"),
+            "--board", "7x5", "--square", "30mm", "--out", str(out)]
+    assert main([*base, "--charuco", "--marker", "22.5mm"]) == 0
+    assert "from 8 of 8 pairs" in capsys.readouterr().out
+    loaded = read_calibration(out)
+    assert loaded.rig.baseline == pytest.approx(BASELINE, rel=0.01) and loaded.rig.rms < 0.5
+    out.unlink()
+    for extra, message in ((["--charuco", "--marker", "40mm"], "must be smaller than the square"),
+                           (["--charuco", "--dictionary", "DICT_NOPE"], "unknown ArUco dictionary"),
+                           (["--marker", "20mm"], "add --charuco"),
+                           ([], "board was found in both images of only 0 pairs")):
+        assert main([*base, *extra]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, err
+        assert not out.exists()

@@ -152,6 +152,12 @@ def add_parser(labs: argparse._SubParsersAction) -> None:
                    help="inner corners of the chessboard, e.g. 9x6 (a 10x7-square board)")
     p.add_argument("--square", required=True, metavar="SIZE",
                    help="side of one square with its unit: 25mm, 2.5cm, 0.025m (the calibration is in metres)")
+    p.add_argument("--charuco", action="store_true",
+                   help="a ChArUco board (ArUco markers in the white squares): --board then counts squares, e.g. 7x5")
+    p.add_argument("--marker", default=None, metavar="SIZE",
+                   help="ChArUco: side of one marker with its unit (default: 3/4 of --square)")
+    p.add_argument("--dictionary", default="DICT_4X4_50",
+                   help="ChArUco: OpenCV's ArUco dictionary (default DICT_4X4_50)")
     p.add_argument("--out", default="stereo_calib.yaml", help="calibration file to write (default: stereo_calib.yaml)")
     p.set_defaults(func=_lazy("vislab.stereo.camera.commands:run_calibrate"))
 

@@ -1,4 +1,4 @@
-"""Stereo calibration from chessboard photo pairs (``vislab stereo calibrate``).
+"""Stereo calibration from chessboard (or ChArUco) photo pairs (``vislab stereo calibrate``).
 
 Each camera is calibrated on its own first (``cv2.calibrateCamera``: intrinsics and distortion from every view
 in which it found the board), then ``cv2.stereoCalibrate`` refines both with the rotation and translation
@@ -81,6 +81,39 @@ def find_board(grey: np.ndarray, board: tuple[int, int]) -> np.ndarray | None:
     return cv2.cornerSubPix(grey, corners, (win, win), (-1, -1), criteria)
 
 
+@dataclass(frozen=True)
+class Charuco:
+    """A ChArUco board (a chessboard with ArUco markers in its white squares): ``marker`` side in metres and
+    OpenCV's dictionary name. With it, ``board`` counts *squares* (OpenCV's ``CharucoBoard`` convention), and a
+    view counts when both cameras see at least ``MIN_CHARUCO`` of the same corners: a partly hidden board works."""
+
+    marker: float
+    dictionary: str = "DICT_4X4_50"
+
+    def board(self, board: tuple[int, int], square: float) -> "cv2.aruco.CharucoBoard":
+        names = sorted(n for n in dir(cv2.aruco) if n.startswith("DICT_") and "ARUCO_MIP" not in n)
+        if self.dictionary not in names:
+            raise VislabError(f"unknown ArUco dictionary {self.dictionary!r}; e.g. {', '.join(names[:4])}")
+        if not 0 < self.marker < square:
+            raise VislabError(f"the ArUco marker ({self.marker * 1000:g} mm) must be smaller than the square "
+                              f"({square * 1000:g} mm)")
+        if min(board) < 3:
+            raise VislabError(f"a ChArUco board needs at least 3x3 squares; got {board[0]}x{board[1]}")
+        d = cv2.aruco.getPredefinedDictionary(getattr(cv2.aruco, self.dictionary))
+        return cv2.aruco.CharucoBoard(board, square, self.marker, d)
+
+
+MIN_CHARUCO = 6  # corners both views share; fewer do not constrain a pose
+
+
+def find_charuco(grey: np.ndarray, detector: "cv2.aruco.CharucoDetector") -> tuple[np.ndarray, np.ndarray] | None:
+    """(ids (N,), corners (N, 1, 2) float32) of the ChArUco corners found, or None when fewer than MIN_CHARUCO."""
+    corners, ids, _, _ = detector.detectBoard(grey)
+    if corners is None or ids is None or len(ids) < MIN_CHARUCO:
+        return None
+    return ids.ravel(), np.asarray(corners, np.float32).reshape(-1, 1, 2)
+
+
 def board_points(board: tuple[int, int], square: float) -> np.ndarray:
     """The board's inner corners in its own plane (z = 0), row by row as OpenCV orders them, in metres."""
     cols, rows = board
@@ -97,9 +130,15 @@ def _same_order(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def calibrate_pairs(pairs: list[tuple[str, np.ndarray | None, np.ndarray | None]], board: tuple[int, int],
-                    square: float) -> CalibrationResult:
-    """Calibrate from (name, left grey, right grey) pairs (None: an unreadable image)."""
+                    square: float, charuco: Charuco | None = None) -> CalibrationResult:
+    """Calibrate from (name, left grey, right grey) pairs (None: an unreadable image); ``board`` is the
+    chessboard's inner corners, or with ``charuco`` the ChArUco board's squares."""
     obj = board_points(board, square)
+    if charuco is not None:
+        charuco_board = charuco.board(board, square)
+        detector = cv2.aruco.CharucoDetector(charuco_board)
+        corner_xyz = np.asarray(charuco_board.getChessboardCorners(), np.float32).reshape(-1, 3)
+    what = f"{board[0]}x{board[1]} {'ChArUco ' if charuco else ''}board"
     size: tuple[int, int] | None = None
     used_obj, used_l, used_r, skipped = [], [], [], []
     for name, left, right in pairs:
@@ -116,20 +155,36 @@ def calibrate_pairs(pairs: list[tuple[str, np.ndarray | None, np.ndarray | None]
         elif this != size:
             skipped.append((name, f"{this[0]}x{this[1]}, not {size[0]}x{size[1]} like the first pair"))
             continue
-        cl, cr = find_board(left, board), find_board(right, board)
-        if cl is None or cr is None:
-            where = "either image" if cl is None and cr is None else ("the left image" if cl is None else
+        if charuco is not None:
+            fl, fr = find_charuco(left, detector), find_charuco(right, detector)
+        else:
+            fl, fr = find_board(left, board), find_board(right, board)
+        if fl is None or fr is None:
+            where = "either image" if fl is None and fr is None else ("the left image" if fl is None else
                                                                      "the right image")
-            skipped.append((name, f"no {board[0]}x{board[1]} board found in {where}"))
+            skipped.append((name, f"no {what} found in {where}"))
+            continue
+        if charuco is not None:
+            (ids_l, cl), (ids_r, cr) = fl, fr
+            common = np.intersect1d(ids_l, ids_r)
+            if len(common) < MIN_CHARUCO:
+                skipped.append((name, f"the two views share only {len(common)} ChArUco corners"))
+                continue
+            pick_l = np.array([np.flatnonzero(ids_l == i)[0] for i in common])
+            pick_r = np.array([np.flatnonzero(ids_r == i)[0] for i in common])
+            used_obj.append(corner_xyz[common])
+            used_l.append(cl[pick_l])
+            used_r.append(cr[pick_r])
             continue
         used_obj.append(obj)
-        used_l.append(cl)
-        used_r.append(_same_order(cl, cr))
+        used_l.append(fl)
+        used_r.append(_same_order(fl, fr))
     if len(used_obj) < MIN_PAIRS:
         reasons = "; ".join(f"{n}: {why}" for n, why in skipped[:2])
-        raise VislabError(f"a {board[0]}x{board[1]} board was found in both images of only {len(used_obj)} pairs "
-                          f"(needs {MIN_PAIRS})" + (f"; e.g. {reasons}" if reasons else "") +
-                          ". Check --board (inner corners, e.g. 9x6 for a 10x7-square board)")
+        hint = ("--board (squares, e.g. 7x5), --marker and --dictionary" if charuco else
+                "--board (inner corners, e.g. 9x6 for a 10x7-square board)")
+        raise VislabError(f"a {what} was found in both images of only {len(used_obj)} pairs (needs {MIN_PAIRS})"
+                          + (f"; e.g. {reasons}" if reasons else "") + f". Check {hint}")
     assert size is not None
     flags = cv2.CALIB_FIX_K3
     _, k1, d1, _, _ = cv2.calibrateCamera(used_obj, used_l, size, None, None, flags=flags)
@@ -143,7 +198,9 @@ def calibrate_pairs(pairs: list[tuple[str, np.ndarray | None, np.ndarray | None]
 
 
 def calibrate_folders(left_dir: str | Path, right_dir: str | Path, *, board: tuple[int, int],
-                      square: float) -> CalibrationResult:
+                      square: float, charuco: Charuco | None = None) -> CalibrationResult:
     """``calibrate_pairs`` on the images of two folders, paired by name; ``square`` in metres."""
+    if charuco is not None:
+        charuco.board(board, square)  # a bad dictionary or marker size fails before any image is read
     pairs = list_pairs(left_dir, right_dir)
-    return calibrate_pairs([(lp.name, read_grey(lp), read_grey(rp)) for lp, rp in pairs], board, square)
+    return calibrate_pairs([(lp.name, read_grey(lp), read_grey(rp)) for lp, rp in pairs], board, square, charuco)

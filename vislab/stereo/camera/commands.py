@@ -51,7 +51,7 @@ def parse_board(text: str) -> tuple[int, int]:
 _UNITS = {"mm": 1e-3, "cm": 1e-2, "m": 1.0, "in": 0.0254}
 
 
-def parse_square(text: str) -> float:
+def parse_square(text: str, option: str = "--square") -> float:
     """``"25mm"`` / ``"2.5cm"`` / ``"0.025m"`` / ``"1in"`` -> metres; a bare number is an error (the unit is the
     commonest calibration mistake, so it must be said)."""
     t = text.strip().lower()
@@ -64,16 +64,22 @@ def parse_square(text: str) -> float:
             if not value > 0 or not np.isfinite(value):
                 break
             return value * _UNITS[unit]
-    raise VislabError(f"--square must be a positive length with its unit (mm, cm, m or in), e.g. 25mm; got {text!r}")
+    raise VislabError(f"{option} must be a positive length with its unit (mm, cm, m or in), e.g. 25mm; got {text!r}")
 
 
 def run_calibrate(args: argparse.Namespace) -> int:
     """Calibrate a stereo rig from chessboard photo pairs and write the OpenCV YAML."""
     from vislab.stereo.camera.calibfiles import write_opencv_calibration
-    from vislab.stereo.camera.calibrate import calibrate_folders
+    from vislab.stereo.camera.calibrate import Charuco, calibrate_folders
 
     board, square = parse_board(args.board), parse_square(args.square)
-    result = calibrate_folders(args.left_dir, args.right_dir, board=board, square=square)
+    charuco = None
+    if getattr(args, "charuco", False):
+        marker = parse_square(args.marker, "--marker") if args.marker else 0.75 * square
+        charuco = Charuco(marker, args.dictionary)
+    elif getattr(args, "marker", None):
+        raise VislabError("--marker is for a ChArUco board: add --charuco")
+    result = calibrate_folders(args.left_dir, args.right_dir, board=board, square=square, charuco=charuco)
     for name, reason in result.skipped:
         print(f"skipped {name}: {reason}")
     path = write_opencv_calibration(args.out, result.rig)

@@ -74,13 +74,15 @@ def disparity_in_original_frame(disp_rect: np.ndarray, left_h: np.ndarray, right
 
 
 def render_chessboard_views(rig: RigCalibration, board: tuple[int, int], square: float, n_views: int,
-                            seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+                            seed: int = 0, pattern: np.ndarray | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
     """``n_views`` (left, right) uint8 grey images of a chessboard with ``board`` = (columns, rows) inner corners
     and ``square`` (the rig's unit) squares, in random poses that show the whole board in both views.
 
     Each pixel's ray (through the camera's distortion, inverted by ``cv2.undistortPoints``) is intersected with
     the board plane; the checker pattern is anti-aliased by the pixel's footprint on the board, so OpenCV finds
-    the corners to a small fraction of a pixel, as on a sharp photo.
+    the corners to a small fraction of a pixel, as on a sharp photo. ``pattern``: draw this uint8 image of the
+    (columns + 1) x (rows + 1) squares instead of a plain checker (a ChArUco board's ``generateImage``); it is
+    blurred by about a pixel footprint and sampled bilinearly.
     """
     rng = np.random.default_rng(seed)
     cols, rows = board
@@ -119,7 +121,15 @@ def render_chessboard_views(rig: RigCalibration, board: tuple[int, int], square:
                 sign = np.where(np.floor(t) % 2 == 0, 1.0, -1.0)
                 return sign * np.clip(dist_edge / foot * 2, 0, 1)
 
-            checker = soft_square_wave(bx, fx) * soft_square_wave(by, fy)
+            if pattern is None:
+                checker = soft_square_wave(bx, fx) * soft_square_wave(by, fy)
+            else:
+                ppx = pattern.shape[1] / (cols + 1)  # pattern pixels per square
+                blur = max(0.5, 0.5 * ppx * float(np.median(fx)))  # ~ half a camera pixel, in pattern pixels
+                soft = cv2.GaussianBlur(pattern.astype(np.float32) / 255.0, (0, 0), blur)
+                checker = 2.0 * cv2.remap(soft, (bx * ppx - 0.5).astype(np.float32),
+                                          (by * ppx - 0.5).astype(np.float32), cv2.INTER_LINEAR,
+                                          borderMode=cv2.BORDER_REPLICATE) - 1.0
             inside = (bx > 0) & (bx < cols + 1) & (by > 0) & (by < rows + 1)
             paper = (bx > -0.8) & (bx < cols + 1.8) & (by > -0.8) & (by < rows + 1.8) & (lam.reshape(h, w) > 0)
             img = np.full((h, w), 0.45)
