@@ -25,8 +25,10 @@ import csv
 import json
 import os
 import queue
+import re
 import secrets
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -50,6 +52,9 @@ RAN, TIMED_OUT, KERNEL_DIED, NOT_A_NOTEBOOK, NOT_FOUND, UNKNOWN_LAB = ("ran", "t
 MAX_NOTEBOOK_MB = 64  # a submission larger than this is not copied into a sandbox
 _MAX_RUN_JSON = 1 << 20  # bytes read back from the sandbox: the run report ...
 _MAX_OBSERVATIONS = 8 << 20  # ... and the observations
+# One judge at a time: judging seeds torch's process-wide RNG (the dropout masks of the training-mode pass), so
+# two notebooks judged at once by --jobs threads would draw each other's masks and fail correct classes.
+_JUDGING = threading.Lock()
 
 
 @dataclass
@@ -82,37 +87,82 @@ def _one_line(text: str, limit: int = 300) -> str:
 
 
 def detect_lab(nb: Any) -> str | None:
-    """The lab a notebook belongs to: the lab whose checkers its code calls most (None if it calls none).
+    """The lab a notebook belongs to: the lab whose checkers and graded classes its code names most (None if
+    it names none).
 
-    Only *which* reference applies comes from the submission; a notebook dressed up as another lab is
-    graded against that lab's checks, and fails them.
+    The checker calls alone are not enough: a submission whose checker cells were deleted still imports the
+    checkers and defines the lab's classes, and is graded on every check. Only *which* reference applies comes
+    from the submission; a notebook dressed up as another lab is graded against that lab's checks, and fails them.
     """
     from vislab.labs.build import LABS
-    from vislab.labs.verdict import SPECS
+    from vislab.labs.verdict import lab_checks
 
-    code = "\n".join(cell.source for cell in nb.cells if cell.cell_type == "code")
-    votes = Counter(spec.lab for name, spec in SPECS.items() if name + "(" in code.replace(" (", "("))
+    cells = nb.get("cells") if isinstance(nb, dict) else None
+    code = "\n".join(str(cell.get("source", "")) for cell in cells if isinstance(cell, dict)
+                     and cell.get("cell_type") == "code") if isinstance(cells, list) else ""
+    metadata = nb.get("metadata") if isinstance(nb, dict) else None
+    tag = metadata.get("vislab") if isinstance(metadata, dict) else None
+    tag = str(tag.get("lab", "")) if isinstance(tag, dict) else ""
+    names = set(re.findall(r"[A-Za-z_]\w*", code))
+    votes: Counter[str] = Counter()
     for lab in LABS:
-        if lab in str(nb.metadata.get("vislab", {}).get("lab", "")):
+        checks = lab_checks(lab)
+        votes[lab] = len(names & {*checks, *checks.values()})
+        if lab in tag:
             votes[lab] += 100
+    votes = +votes  # the labs it names at all
     return votes.most_common(1)[0][0] if votes else None
 
 
-def _read_capped(path: Path, limit: int) -> bytes | None:
+_NO_LINKS = hasattr(os, "O_NOFOLLOW") and hasattr(os, "O_DIRECTORY") and os.open in os.supports_dir_fd
+
+
+def _open_written(path: Path) -> Any:
+    """A file the sandbox wrote, opened for reading only if it is a regular file reached without a link.
+
+    The sandbox owns its work folder: in place of ``.vislab`` or a file in it, a submission can leave a symlink
+    to a file of the grader's (read with the grader's rights, then shown in the row), ``/dev/zero`` (memory) or
+    a FIFO (a hang). Returns a binary file object, or None.
+    """
+    if not _NO_LINKS:  # no sandbox on such systems: the notebook ran with the grader's rights anyway
+        try:
+            return path.open("rb")
+        except OSError:
+            return None
     try:
-        with path.open("rb") as f:
-            data = f.read(limit + 1)
+        folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
     except OSError:
         return None
+    try:
+        fd = os.open(path.name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=folder)
+    except OSError:
+        return None
+    finally:
+        os.close(folder)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        return None
+    return os.fdopen(fd, "rb")
+
+
+def _read_capped(path: Path, limit: int) -> bytes | None:
+    f = _open_written(path)
+    if f is None:
+        return None
+    with f:
+        data = f.read(limit + 1)
     return data if len(data) <= limit else None
 
 
 def _tail(path: Path, size: int = 4096) -> str:
     """The last line that says something in a log the sandbox wrote (ipykernel's start-up warnings skipped)."""
+    f = _open_written(path)
+    if f is None:
+        return ""
     try:
-        with path.open("rb") as f:
-            f.seek(max(0, path.stat().st_size - size))
-            lines = f.read().decode("utf-8", "replace").splitlines()
+        with f:
+            f.seek(max(0, os.fstat(f.fileno()).st_size - size))
+            lines = f.read(size).decode("utf-8", "replace").splitlines()
     except OSError:
         return ""
     lines = [line.strip() for line in lines if line.strip() and "WARNING |" not in line]
@@ -228,8 +278,8 @@ def grade_notebook(path: str | os.PathLike, timeout: float = DEFAULT_TIMEOUT, qu
     result.lab = lab or detect_lab(nb)
     if result.lab is None:
         result.status = UNKNOWN_LAB
-        result.errors.append({"cell": None, "error": "no lab checker is called in it: pass --lab to say which lab "
-                                                     "it is"})
+        result.errors.append({"cell": None, "error": "it names no lab's checkers or classes: pass --lab to say "
+                                                     "which lab it is"})
         return result
     expected = lab_checks(result.lab)
 
@@ -274,7 +324,8 @@ def grade_notebook(path: str | os.PathLike, timeout: float = DEFAULT_TIMEOUT, qu
                 result.checks.append({"name": check, "status": "not attempted", "message": f"{class_name}: {why}"})
                 continue
             try:
-                verdict = judge(check, observations[check], seed, class_name).to_json()
+                with _JUDGING:
+                    verdict = judge(check, observations[check], seed, class_name).to_json()
             except Exception as exc:  # noqa: BLE001 -- hostile data can only fail its own check
                 verdict = {"name": check, "status": "failed",
                            "message": _one_line(f"its observation could not be judged: {type(exc).__name__}")}

@@ -415,8 +415,9 @@ def _close(mine: Any, ref: dict[str, Any], what: str) -> None:
     wanted = list(ref["proj"]) + [ref["rms"]]
     if len(values) != len(wanted):
         raise _Mismatch(f"{what}: malformed data")
-    worst = max(abs(a - b) for a, b in zip(values, wanted, strict=True)) / scale
-    if not worst <= RTOL:  # NaN fails too
+    diffs = [abs(a - b) / scale for a, b in zip(values, wanted, strict=True)]
+    worst = math.nan if any(math.isnan(d) for d in diffs) else max(diffs)  # max() skips a NaN after the first
+    if not worst <= RTOL:
         raise _Mismatch(f"{what} differs from the lab's network with the same weights "
                         f"(relative difference {worst:.2g})")
 
@@ -483,6 +484,9 @@ def judge(check: str, observation: Any, seed: int, class_name: str | None = None
                 _judge_case(got, want, spec, spec.describe(args, class_name))
         except _Mismatch as exc:
             first_mismatch = first_mismatch or str(exc)
+            continue
+        except (TypeError, ValueError, OverflowError, KeyError, IndexError, AttributeError, RecursionError) as exc:
+            first_mismatch = first_mismatch or f"the observation of the class was malformed ({type(exc).__name__})"
             continue
         return Verdict(check, "passed", f"{class_name} computes the lab's function on the grader's inputs "
                                         "(outputs and gradients with weights drawn at grading time)")
