@@ -155,3 +155,28 @@ def test_auto_rectification_of_real_pairs_turned_by_a_known_rotation(stereo_samp
         return stereo_metrics(np.where(seen, disp, 0), np.where(seen, gt, 0), max_disp=max_disp)["d1"]
 
     assert d1(back) <= d1(sgbm_disparity(left, right, max_disp)) + 1.0
+
+
+@pytest.mark.slow
+def test_psmnet_on_the_rectified_pairs_stays_within_a_point(rig, tmp_path):
+    """The issue's criterion with the shipped PSMNet (the other tests use SGBM, which is seconds faster)."""
+    from vislab.stereo import predict_disparity
+
+    scene, pair = rig
+
+    def psmnet(left, right):
+        return predict_disparity(left, right, device="cpu").disparity
+
+    calibrated = prepare_pair(pair.left, pair.right, calib=write_opencv_calibration(tmp_path / "r.yaml",
+                                                                                     pair.calibration))
+    r1, r2, p1, p2 = calibrated.rectifier.rect
+    calib_h = (p1[:3, :3] @ r1 @ np.linalg.inv(pair.calibration.k1),
+               p2[:3, :3] @ r2 @ np.linalg.inv(pair.calibration.k2) @ pair.right_warp)
+    auto = prepare_pair(pair.left, pair.right, rectify="auto")
+    auto_h = (auto.rectifier.homographies[0], auto.rectifier.homographies[1] @ pair.right_warp)
+    backs = [disparity_in_original_frame(psmnet(p.left, p.right), *h, W, H)
+             for p, h in ((calibrated, calib_h), (auto, auto_h))]
+    seen = np.isfinite(backs[0]) & np.isfinite(backs[1])
+    original = _d1(psmnet(scene["left"], scene["right"]), scene["disp"], seen)
+    for back in backs:
+        assert _d1(back, scene["disp"], seen) <= original + 1.0
