@@ -50,7 +50,8 @@ def write_ros(folder, rig):
     paths = []
     for name, k, d, r, p in (("left", c.k1, c.d1, r1, p1), ("right", c.k2, c.d2, r2, p2)):
         def block(key, a, rows, cols):
-            return (f"{key}:\n  rows: {rows}\n  cols: {cols}\n  data: [{', '.join(f'{v:.10g}' for v in np.ravel(a))}]\n")
+            data = ", ".join(f"{v:.10g}" for v in np.ravel(a))
+            return f"{key}:\n  rows: {rows}\n  cols: {cols}\n  data: [{data}]\n"
         text = (f"image_width: {W}\nimage_height: {H}\ncamera_name: {name}\n" + block("camera_matrix", k, 3, 3) +
                 "distortion_model: plumb_bob\n" + block("distortion_coefficients", d, 1, 5) +
                 block("rectification_matrix", r, 3, 3) + block("projection_matrix", p, 3, 4))
