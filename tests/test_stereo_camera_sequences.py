@@ -133,3 +133,31 @@ def test_a_corrupt_video_prints_one_line_even_from_ffmpeg(tmp_path):
                           "--out", str(tmp_path / "o")], capture_output=True, text=True, timeout=120)
     assert run.returncode == 2 and run.stderr.startswith("error: cannot read video") and \
         run.stderr.count("\n") == 1, run.stderr
+
+
+def test_a_turned_rig_sequence_is_rectified_once(tmp_path, capsys):
+    from vislab.stereo.camera.calibfiles import write_opencv_calibration
+    from vislab.stereo.camera.synthetic_rig import unrectify
+
+    root = tmp_path / "rig"
+    calib = None
+    for i in range(3):
+        scene = render_scene(20 + i, 192, 288, 48, style="real")
+        pair = unrectify(scene["left"], scene["right"], focal=288.0, baseline=0.1)
+        for side, img in (("left", pair.left), ("right", pair.right)):
+            (root / side).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(_u8(img)).save(root / side / f"{i}.png")
+        calib = calib or write_opencv_calibration(tmp_path / "rig.yaml", pair.calibration)
+    base = ["stereo", "predict", "--left-dir", str(root / "left"), "--right-dir", str(root / "right"), *SGBM]
+    assert main([*base, "--calib", str(calib), "--out", str(tmp_path / "metric")]) == 0
+    printed = capsys.readouterr().out
+    assert "rectified from the calibration" in printed and "used for every frame" in printed
+    assert "warning" not in printed
+    depth = np.load(tmp_path / "metric" / "frames" / "0_depth.npy")
+    assert 0.1 < np.nanmedian(depth) < 100  # metres
+    assert main([*base, "--rectify", "auto", "--out", str(tmp_path / "auto")]) == 0
+    printed = capsys.readouterr().out
+    assert "rectified automatically" in printed and "3 frames: 3 predicted" in printed
+    assert not list((tmp_path / "auto" / "frames").glob("*_depth.npy"))
+    report = json.loads((tmp_path / "auto" / "frames" / "2_checks.json").read_text())
+    assert report["relative_disparity"] is True and report["checks"]["median_abs_dy"] < 1.0
