@@ -101,3 +101,15 @@ def test_cli_predict_reports_the_checks(scene, tmp_path, capsys):
     assert main(["stereo", "predict", str(right), str(left), "--no-checks", "--method", "sgbm",
                  "--out", str(out2)]) == 0
     assert json.loads((out2 / "right_checks.json").read_text())["checks"] is None
+
+
+def test_a_calibration_that_does_not_fit_says_so(scene):
+    from vislab.stereo.camera.calibfiles import RigCalibration
+    from vislab.stereo.camera.rectify import calibrated_rectifier
+
+    pair = unrectify(scene["left"], scene["right"], focal=W, baseline=0.1, rotation_deg=(1.0, 0.5, 1.0), dy_px=4)
+    c = pair.calibration
+    wrong = RigCalibration(c.k1, c.d1, c.k1, c.d2, np.eye(3), c.t, c.width, c.height)  # as if not turned
+    assert "rectify it" in prepare_pair(pair.left, pair.right).checks.warnings[0]
+    misfit = prepare_pair(pair.left, pair.right, rectifier=calibrated_rectifier(wrong, W, H))
+    assert "the calibration does not fit these images" in misfit.checks.warnings[0]

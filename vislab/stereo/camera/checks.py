@@ -73,7 +73,7 @@ def check_pair(left: np.ndarray, right: np.ndarray, max_disp: int | None = None,
 
     ``max_disp``: the matcher's disparity range (None: not checked). ``rectified_by``: ``"auto"`` when the
     pair was rectified from its own matches (its disparity is relative, so the swap check says nothing and is
-    skipped), used in the advice the messages give.
+    skipped), ``"calibrated"`` when from a calibration; it picks the advice the messages give.
     """
     start = time.perf_counter()
     matches = match_features(left, right)
@@ -92,8 +92,10 @@ def check_pair(left: np.ndarray, right: np.ndarray, max_disp: int | None = None,
     result.max_match_disparity = float(np.max(dx))
     mostly_negative = rectified_by != "auto" and result.negative_fraction > SWAPPED_FRACTION
     if result.median_abs_dy > MAX_MEDIAN_DY:
-        advice = ("the automatic rectification did not align it; give --calib" if rectified_by == "auto" else
-                  "rectify it: --rectify auto (from the images) or --calib FILE (from a calibration)")
+        advice = {"auto": "the automatic rectification did not align it; give --calib",
+                  "calibrated": "the calibration does not fit these images (another camera, zoom or focus, or the "
+                                "views swapped in it?): calibrate again, or try --rectify auto"}.get(
+            rectified_by or "", "rectify it: --rectify auto (from the images) or --calib FILE (from a calibration)")
         # A turned camera shifts the whole view sideways, so an un-rectified pair's disparity sign says nothing
         # about the order of the views (60 % negative on a correctly ordered test pair): no swap finding here;
         # the rectified pair is checked again.
