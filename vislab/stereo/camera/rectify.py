@@ -114,8 +114,10 @@ def calibrated_rectifier(rig: RigCalibration, width: int, height: int, alpha: fl
             r1, r2, p1, p2, *_ = cv2.stereoRectify(rig.k1, rig.d1, rig.k2, rig.d2, size, rig.r,
                                                     rig.t.reshape(3, 1), flags=cv2.CALIB_ZERO_DISPARITY,
                                                     alpha=alpha)
-        except cv2.error as exc:
-            raise VislabError(f"cannot rectify with this calibration: {str(exc).strip().splitlines()[-1]}") from None
+        except (cv2.error, SystemError) as exc:  # the binding may wrap cv2.error in SystemError
+            cause = exc.__cause__ if exc.__cause__ is not None else exc
+            detail = (str(cause).strip().splitlines() or [type(cause).__name__])[-1]
+            raise VislabError(f"cannot rectify with this calibration: {detail}") from None
     if abs(p2[1, 3]) > abs(p2[0, 3]):
         raise VislabError("the calibration describes cameras one above the other; vislab's matchers need a "
                           "side-by-side pair (rotate both images by 90 degrees and calibrate again)")
