@@ -180,3 +180,21 @@ def test_psmnet_on_the_rectified_pairs_stays_within_a_point(rig, tmp_path):
     original = _d1(psmnet(scene["left"], scene["right"]), scene["disp"], seen)
     for back in backs:
         assert _d1(back, scene["disp"], seen) <= original + 1.0
+
+
+def test_cli_point_cloud_is_in_the_left_cameras_own_frame(rig, tmp_path):
+    from vislab.stereo.geometry import depth_to_points, read_ply
+
+    _, pair = rig
+    left, right = _save(tmp_path, pair.left, pair.right)
+    calib = write_opencv_calibration(tmp_path / "rig.yaml", pair.calibration)
+    out = tmp_path / "ply"
+    assert main(["stereo", "predict", str(left), str(right), "--calib", str(calib), "--method", "sgbm",
+                 "--max-disp", "64", "--ply", "--out", str(out)]) == 0
+    points, _ = read_ply(out / "l.ply")
+    rect = calibrated_rectifier(pair.calibration, W, H)
+    cam = rect.camera
+    depth = np.load(out / "l_depth.npy")
+    in_rectified = depth_to_points(depth, cam.focal, cam.cx, cam.cy)[np.isfinite(depth)]
+    np.testing.assert_allclose(points, in_rectified @ rect.rect[0], rtol=1e-4, atol=1e-5)
+    assert not np.allclose(points, in_rectified, atol=1e-3)  # R1 is a real (small) turn here

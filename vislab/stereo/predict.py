@@ -304,6 +304,10 @@ def run_predict(args: argparse.Namespace) -> int:
             if args.drop_discontinuities:
                 keep &= ~discontinuity_mask(disp)
             points = depth_to_points(depth, camera.focal, camera.cx, camera.cy)[keep]
+            if prepared is not None and prepared.rectifier is not None and prepared.rectifier.rect is not None:
+                # Rectification turned the left camera by R1 (X_rect = R1 X): undo it, so that the points are in
+                # the left camera's own frame, as the calibration describes it (row vectors: X = X_rect R1).
+                points = points @ prepared.rectifier.rect[0].astype(np.float32)
             colors = np.round(left[keep] * 255).astype(np.uint8)
             written.append(write_ply(out / f"{stem}.ply", points, colors))
             notes.append(f"point cloud: {len(points)} of {h * w} pixels kept")
