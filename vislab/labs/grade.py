@@ -145,6 +145,28 @@ def _open_written(path: Path) -> Any:
     return os.fdopen(fd, "rb")
 
 
+def class_candidates(nb: Any, expected: dict[str, str]) -> dict[str, list[str]]:
+    """Per check, the class names to observe: the exercise's (``Net``), then any other name the submission
+    hands that checker (``check_mlp(MyNet)``). Which class is observed may come from the submission; whether
+    it passes never does."""
+    import ast
+
+    candidates = {check: [name] for check, name in expected.items()}
+    for cell in nb.get("cells", []) if isinstance(nb, dict) else []:
+        if not isinstance(cell, dict) or cell.get("cell_type") != "code":
+            continue
+        try:
+            tree = ast.parse(str(cell.get("source", "")))
+        except (SyntaxError, ValueError, RecursionError, MemoryError):
+            continue  # IPython magics, or junk
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in candidates
+                    and node.args and isinstance(node.args[0], ast.Name)
+                    and node.args[0].id not in candidates[node.func.id] and len(candidates[node.func.id]) < 5):
+                candidates[node.func.id].append(node.args[0].id)
+    return candidates
+
+
 def _read_capped(path: Path, limit: int) -> bytes | None:
     f = _open_written(path)
     if f is None:
@@ -170,7 +192,7 @@ def _tail(path: Path, size: int = 4096) -> str:
 
 
 def _run_in_sandbox(notebook: Path, workdir: Path, *, timeout: float, quick: bool, limits: Limits, sandboxed: bool,
-                    slot: int, checks: dict[str, str], log: Path) -> tuple[int, str]:
+                    slot: int, checks: dict[str, list[str]], log: Path) -> tuple[int, str]:
     """Run the runner on the notebook copy in ``workdir``; returns (the seed sent, how it ended)."""
     from vislab.labs.runner import READY
 
@@ -296,7 +318,8 @@ def grade_notebook(path: str | os.PathLike, timeout: float = DEFAULT_TIMEOUT, qu
             for p in (work, notebook):
                 os.chown(p, sandbox.sandbox_uid(slot), sandbox.sandbox_uid(slot))
         seed, ended = _run_in_sandbox(notebook, work, timeout=timeout, quick=quick, limits=limits,
-                                      sandboxed=sandboxed, slot=slot, checks=expected, log=tmp / "runner.log")
+                                      sandboxed=sandboxed, slot=slot, checks=class_candidates(nb, expected),
+                                      log=tmp / "runner.log")
         state = work / ".vislab"
         report = _parse_json(_read_capped(state / "run.json", _MAX_RUN_JSON))
         observations = _parse_json(_read_capped(state / "observations.json", _MAX_OBSERVATIONS))

@@ -6,7 +6,7 @@ It runs in the sandbox with the student's code, so nothing it reports decides a 
    is recorded and the run goes on; a cell past its limit is interrupted and the run goes on; captured
    output beyond a per-cell budget is dropped.
 2. Print :data:`READY` and wait for the grader's request on stdin: one JSON line with the seed, drawn only
-   now, and the classes to observe (``{"seed": 123, "checks": {"check_mlp": "Net", ...}}``).
+   now, and the classes to observe, by candidate names (``{"seed": 123, "checks": {"check_mlp": ["Net"], ...}}``).
 3. Run one more cell in the same kernel: :func:`vislab.labs.verdict.observe` on each class found in the
    notebook's namespace, written to ``.vislab/observations.json``; then ``.vislab/run.json`` (how the run
    went: status, cell errors, figures). The grader judges the observations in its own process.
@@ -65,8 +65,10 @@ def _client(nb: Any, timeout: float, output_budget: int) -> Any:
                         startup_timeout=120, shutdown_kernel="immediate", resources={"metadata": {"path": "."}})
 
 
-def _probe_source(checks: dict[str, str], seed: int, out: Path) -> str:
-    lookups = ", ".join(f"{check!r}: globals().get({name!r})" for check, name in checks.items())
+def _probe_source(checks: dict[str, list[str]], seed: int, out: Path) -> str:
+    """The observation cell: for each check, the first of its candidate class names the notebook defines."""
+    lookups = ", ".join(f"{check!r}: next((globals()[n] for n in {[n for n in names if n.isidentifier()]!r} "
+                        "if n in globals()), None)" for check, names in checks.items())
     return ("import vislab.labs.verdict as _vislab_verdict\n"
             f"_vislab_verdict.write_observations({{{lookups}}}, {seed}, {str(out)!r})\n")
 
