@@ -8,10 +8,13 @@ Each variant changes how one set of weights is run, never the weights:
 - ``lr-occ-T``: the same check, but only pixels that look occluded (the right view sees something nearer there)
   get the background; other inconsistent pixels get the mean of their two consistent neighbours;
 - ``lr-half-T``: the check with the right view predicted at half the width and height (issue 26: about a
-  sixth of the work of the full-size right view);
+  sixth of the work of the full-size right view), brought back to full size by nearest neighbour; ``lr-halfbl-T``
+  the same with bilinear upsampling (the first version: it blends disparities across edges);
 - ``occ1p-T``: a single-pass occlusion test instead of a right view: a left pixel is refilled when a pixel to
   its right lands at least T px further left in the right view (something nearer hides it) or its match
   leaves the right image;
+- ``conf-C``: no right view: pixels whose confidence (the softmax mass the estimate stands on) is below C are
+  refilled from their row's background;
 - ``auto`` / ``auto-V``: ``--max-disp auto`` (``vislab.stereo.auto_range``: the range from a quarter-size
   first look), then nothing or variant V (e.g. ``auto-lr-half-2``);
 - ``scale-S``: run at S times the resolution (antialiased), disparities upsampled and divided by S;
@@ -145,12 +148,16 @@ def make_predict(model: nn.Module, variant: str, window: int = DEFAULT_ESTIMATOR
     variant = variant.removeprefix("auto").removeprefix("-") or "plain"
     chosen = {"max_disp": None}
 
-    def run(left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+    def run_both(left: torch.Tensor, right: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         max_disp = chosen["max_disp"]
         if max_disp is not None and left.shape[-1] != chosen["width"]:  # a reduced right view: a reduced range
             max_disp = max(4, 4 * round(max_disp * left.shape[-1] / chosen["width"] / 4))
-        return model.infer(left, right, return_confidence=False, estimator="dominant", window=window,
-                           max_disp=max_disp)[0]
+        # always with the confidence, so that every variant shares one memoised pass per view
+        return model.infer(left, right, return_confidence=True, estimator="dominant", window=window,
+                           max_disp=max_disp)
+
+    def run(left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+        return run_both(left, right)[0]
 
     def predict(left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
         left, right = imagenet_normalize(left.float())[None], imagenet_normalize(right.float())[None]
@@ -161,8 +168,12 @@ def make_predict(model: nn.Module, variant: str, window: int = DEFAULT_ESTIMATOR
                 ranges.append(choice.max_disp)
         if variant.startswith("lr-"):
             _, mode, threshold = variant.split("-")
-            disp_right = right_view_disparity(run, left, right, 0.5 if mode == "half" else 1.0)
+            scale, upsample = (0.5, "bilinear") if mode == "halfbl" else (0.5, "nearest") if mode == "half" else (1, "")
+            disp_right = right_view_disparity(run, left, right, scale, upsample or "nearest")
             return left_right_fill(run(left, right), disp_right, float(threshold), mode == "occ")[0][0]
+        if variant.startswith("conf-"):  # refill the pixels the network itself is least sure of
+            disp, conf = run_both(left, right)
+            return fill_from_background(disp, conf >= float(variant.removeprefix("conf-")))[0]
         if variant.startswith("occ1p-"):
             disp = run(left, right)
             hidden = single_pass_occlusions(disp, float(variant.removeprefix("occ1p-")))

@@ -1,6 +1,7 @@
 """The functions behind the app's tabs, without a server: the typed digit API, the Digits and Stereo tabs."""
 
 import math
+import os
 
 import numpy as np
 import pytest
@@ -192,6 +193,33 @@ def test_run_stereo_on_an_upload_has_no_error_maps(pair):
     assert out.depth is None and out.psmnet_error is None and out.sgbm_error is None
     assert "uploaded pair" in out.status and "No ground truth" in out.status
     assert out.data["psmnet"]["seconds"] > 0 and out.data["sgbm"]["seconds"] > 0 and out.data["scale"] == 1.0
+
+
+def test_run_stereo_reports_its_progress_in_order(pair):
+    steps = []
+    run_stereo(pair[0], pair[1], device="cpu", progress=lambda share, what: steps.append((share, what)))
+    shares = [share for share, _ in steps]
+    assert shares == sorted(shares) and shares[0] == 0.0 and len(steps) >= 4
+    assert any("PSMNet" in what for _, what in steps) and any("SGBM" in what for _, what in steps)
+
+
+def test_image_files_are_written_once_and_bounded(tmp_path):
+    from vislab.app.uploads import ImageFiles
+
+    files = ImageFiles(keep=2)
+    try:
+        image = np.arange(48, dtype=np.uint8).reshape(4, 4, 3)
+        first = files.png(image)
+        mtime = os.stat(first).st_mtime_ns
+        assert files.png(image.copy()) == first and os.stat(first).st_mtime_ns == mtime  # never rewritten
+        np.testing.assert_array_equal(np.asarray(Image.open(first)), image)
+        assert files.png(None) is None
+        others = [files.png(np.full((4, 4), v, np.uint8)) for v in (1, 2)]
+        assert not os.path.exists(first) and all(os.path.exists(p) for p in others)  # only the newest 2 kept
+        assert not [n for n in os.listdir(files.folder) if n.endswith(".part")]
+    finally:
+        files.close()
+    assert not os.path.exists(files.folder)
 
 
 def test_run_stereo_on_a_known_example_scores_it(pair):

@@ -7,6 +7,7 @@ checked on hand-built cases here (the left-right check it measures is vislab's o
 import importlib.util
 from pathlib import Path
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -65,3 +66,39 @@ def test_make_predict_runs_the_dominant_estimator_with_the_given_window():
         narrow = variants.make_predict(model, "plain", 1)(left, right)
         wide = variants.make_predict(model, "plain", 8)(left, right)
     assert not torch.allclose(narrow, wide)
+
+
+def test_single_pass_occlusions_by_hand():
+    # landing positions x - d: [0, 1, 2, 0, 4, 5]: pixels 1 and 2 land right of where pixel 3 lands: hidden
+    disp = torch.tensor([[[0.0, 0.0, 0.0, 3.0, 0.0, 0.0]]])
+    assert variants.single_pass_occlusions(disp, 1.0).tolist() == [[[False, True, True, False, False, False]]]
+    # a match left of the right image counts as hidden too
+    assert variants.single_pass_occlusions(torch.tensor([[[1.0, 0.0]]]), 1.0).tolist() == [[[True, False]]]
+
+
+def test_harder_views_change_the_right_view_only_and_reproducibly():
+    from vislab.stereo.datasets import create_dataset
+
+    base = create_dataset("synthetic", None, split="testing", size=2, height=32, width=64, max_disp=16)
+    harder = variants.HarderViews(base)
+    a, b, plain = harder[1], harder[1], base[1]
+    torch.testing.assert_close(a["left"], plain["left"])
+    torch.testing.assert_close(a["right"], b["right"])
+    assert not torch.allclose(a["right"], plain["right"]) and 0 <= a["right"].min() and a["right"].max() <= 1
+
+
+def test_cut_shares_counts_ground_truth_at_or_above_the_range():
+    sample = {"disp": torch.tensor([[10.0, 20.0, 40.0, 0.0]]), "valid": torch.ones(1, 4, dtype=torch.bool)}
+    # pixels 0 < gt < 192: three; at or above 20: two of them
+    assert variants.cut_shares([sample], [20], 192) == [pytest.approx(2 / 3)]
+
+
+def test_whole_process_timing_of_a_child():
+    import importlib.util as util
+    import sys
+
+    spec = util.spec_from_file_location("stereo_inference", _PATH.with_name("stereo_inference.py"))
+    inference = util.module_from_spec(spec)
+    spec.loader.exec_module(inference)
+    seconds, peak_mb = inference._timed_process([sys.executable, "-c", "x = bytearray(50_000_000)"])
+    assert seconds > 0 and peak_mb > 50  # the child's own peak: it held 50 MB

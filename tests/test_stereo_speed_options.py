@@ -209,7 +209,7 @@ def test_cli_predict_prints_and_records_the_auto_range(tiny_ckpt, tmp_path, caps
     out = capsys.readouterr().out
     record = json.loads((tmp_path / "out" / "l_prediction.json").read_text())
     assert record["range"] == "auto" and f"max disparity {record['max_disp']} (auto: " in out
-    assert record["precision"] == "fp32" and record["lr_view"] == "half"
+    assert record["precision"] == "fp32" and record["lr_view"] == "full"
     assert main([*args, "--max-disp", "32"]) == 0
     record = json.loads((tmp_path / "out" / "l_prediction.json").read_text())
     assert record["range"] == "fixed" and record["max_disp"] == 32

@@ -56,9 +56,9 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr-check", type=float, default=None, metavar="PX",
                    help="PSMNet left-right consistency check: also predict the right view and refill pixels it "
                         "contradicts by more than PX from their row's background (default 2; 0 turns it off)")
-    p.add_argument("--lr-view", default=None, choices=("half", "full"),
-                   help="the check's right view at half the size (default: about a sixth of the network's time) or "
-                        "full size (twice the time)")
+    p.add_argument("--lr-view", default=None, choices=("full", "half"),
+                   help="the check's right view at full size (default: the network's time again) or at half the "
+                        "size (about a sixth of it, but less of the check's benefit)")
     p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
                    help="bf16: bfloat16 networks, only on CPUs/GPUs that compute it natively; auto (default): bf16 "
                         "only where it is measured faster and as accurate, else fp32")
