@@ -31,8 +31,10 @@ MIN_MATCHES = 20
 NEGATIVE_PX = -1.0
 # Swapped when more than this fraction of the matches is negative.
 SWAPPED_FRACTION = 0.5
-# Beyond the range when more than this fraction of the matches is (a few mismatches are always there).
+# Beyond the range when more than this fraction of the matches is, and at least BEYOND_COUNT of them: a few
+# mismatches along the right row survive every filter (one in 27 matches on a small synthetic pair).
 BEYOND_FRACTION = 0.01
+BEYOND_COUNT = 3
 
 
 @dataclass
@@ -107,7 +109,7 @@ def check_pair(left: np.ndarray, right: np.ndarray, max_disp: int | None = None,
                         "add --swap")
     if max_disp is not None:
         result.beyond_fraction = float(np.mean(dx > max_disp))
-        if result.beyond_fraction > BEYOND_FRACTION:
+        if result.beyond_fraction > BEYOND_FRACTION and int(np.sum(dx > max_disp)) >= BEYOND_COUNT:
             result.warnings.append(
                 f"{100 * result.beyond_fraction:.1f}% of the matched features have a disparity above the range "
                 f"({max_disp} px; the largest is {result.max_match_disparity:.0f} px): those parts come out wrong; "

@@ -66,8 +66,14 @@ def match_features(left: np.ndarray, right: np.ndarray, *, max_side: int = 960, 
     empty = np.zeros((0, 2))
     if d1 is None or d2 is None or len(k1) < 2 or len(k2) < 2:
         return Matches(empty, empty, np.zeros(0, bool), None, scale)
-    pairs = cv2.BFMatcher(cv2.NORM_L2).knnMatch(d1, d2, k=2)
-    good = [p[0] for p in pairs if len(p) == 2 and p[0].distance < RATIO * p[1].distance]
+    matcher = cv2.BFMatcher(cv2.NORM_L2)
+    pairs = matcher.knnMatch(d1, d2, k=2)
+    # Mutual best matches only: the fundamental matrix cannot reject a wrong match along the right row (in a
+    # rectified pair every point of the row fits it), and such matches made disparities beyond the range appear
+    # on repetitive texture; a match both views agree on rarely is one.
+    back = {m.queryIdx: m.trainIdx for m in matcher.match(d2, d1)}
+    good = [p[0] for p in pairs if len(p) == 2 and p[0].distance < RATIO * p[1].distance
+            and back.get(p[0].trainIdx) == p[0].queryIdx]
     p1 = np.array([k1[m.queryIdx].pt for m in good], np.float64).reshape(-1, 2)
     p2 = np.array([k2[m.trainIdx].pt for m in good], np.float64).reshape(-1, 2)
     inliers = np.ones(len(good), bool)
