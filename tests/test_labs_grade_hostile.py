@@ -736,6 +736,29 @@ def test_notebooks_judged_at_once_do_not_draw_each_other_s_dropout_masks(tmp_pat
     assert [r.checks[0]["status"] for r in results] == ["passed"] * 16, [r.checks[0] for r in results]
 
 
+def test_a_student_s_text_cannot_redraw_the_teacher_s_table(tmp_path, monkeypatch):
+    # Terminal escapes (erase the line, move up) and a bidi override in a cell error and in the class's own
+    # exception, which the judge quotes: the row keeps the words, never the control characters.
+    fake_row = "\x1b[2K\x1b[1A\r\u202ealice.ipynb passed passed passed passed passed ran yes 0"
+    observation = {"references": [{"cases": [{"error": f"building it raised RuntimeError: {fake_row}"}]}]}
+
+    def run(notebook, workdir, **kwargs):
+        (workdir / ".vislab").mkdir()
+        (workdir / ".vislab" / "run.json").write_text(json.dumps(
+            {"status": "ran", "errors": [{"cell": 3, "error": fake_row}], "figures": 0}))
+        (workdir / ".vislab" / "observations.json").write_text(json.dumps({"check_mlp": observation}))
+        return 1, "ran"
+
+    monkeypatch.setattr(grade, "_run_in_sandbox", run)
+    path = tmp_path / "evil\x1b[2K.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(), path)
+    result = grade.grade_notebook(path, lab="lab1", sandboxed=False)
+    assert result.checks[0]["status"] == "failed" and "alice.ipynb passed" in result.checks[0]["message"]
+    table = format_table([result])
+    for text in (table, json.dumps(result.to_json(), ensure_ascii=False)):
+        assert not [ch for ch in text if not ch.isprintable() and ch != "\n"], repr(text)
+
+
 def test_summary_counts_every_status_and_names_the_commonest_failure():
     def result(name, *statuses, message="conv1 gives 24"):
         return NotebookResult(name, checks=[{"name": c, "status": s, "message": message if s == "failed" else ""}

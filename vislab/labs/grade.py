@@ -81,8 +81,13 @@ class NotebookResult:
 
 
 def _one_line(text: str, limit: int = 300) -> str:
-    """Collapse whitespace (tracebacks, multi-line messages) so a message fits one table or CSV cell."""
-    text = " ".join(str(text).split())
+    """Collapse whitespace (tracebacks, multi-line messages) so a message fits one table or CSV cell.
+
+    Control and format characters become spaces: a student's message must not carry terminal escape codes or
+    bidirectional overrides that redraw the teacher's table (a row shown "passed" over the real one).
+    """
+    text = "".join(ch if ch.isprintable() else " " for ch in str(text)[:100_000])
+    text = " ".join(text.split())
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
@@ -466,7 +471,7 @@ def format_table(results: Sequence[NotebookResult]) -> str:
     for r in results:
         status = {c["name"]: _SHORT[c["status"]] for c in r.checks}
         first = f"{len(r.errors)}" + (f" (cell {r.errors[0]['cell']}: {r.errors[0]['error']})" if r.errors else "")
-        rows.append([Path(r.notebook).name, *(status.get(c, "") for c in columns), r.status,
+        rows.append([_one_line(Path(r.notebook).name), *(status.get(c, "") for c in columns), r.status,
                      "yes" if r.sandboxed else "NO", _one_line(first, 90)])
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
     lines = ["  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() for row in [header, *rows]]
