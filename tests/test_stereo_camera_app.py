@@ -54,3 +54,26 @@ def test_uploaded_pairs_are_checked_and_rectified_on_request(files, fast_psmnet)
         run_stereo(files["right"], files["left"], registry=ExampleRegistry(), device="cpu")
     swapped = run_stereo(files["right"], files["left"], registry=ExampleRegistry(), device="cpu", swap=True)
     assert swapped.data["input"]["swapped"] is True
+
+
+def test_an_uploaded_pair_with_its_calibration_gets_metric_depth(files, fast_psmnet, tmp_path):
+    from vislab.stereo.camera.calibfiles import write_opencv_calibration
+
+    scene = render_scene(5, H, W, 48, style="real")
+    pair = unrectify(scene["left"], scene["right"], focal=float(W), baseline=0.1, rotation_deg=(1.5, 0.5, 2.0),
+                     dy_px=6)
+    calib = write_opencv_calibration(tmp_path / "rig.yaml", pair.calibration)
+    out = run_stereo(files["uleft"], files["uright"], registry=ExampleRegistry(), device="cpu", calib=[str(calib)])
+    assert "rectified from the calibration" in out.status and out.depth is not None
+    assert out.data["input"]["camera"]["unit"] == "m" and out.data["input"]["checks"]["warnings"] == []
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("%YAML:1.0\nK1: [1, 2")
+    with pytest.raises(VislabError, match="bad calibration"):
+        run_stereo(files["uleft"], files["uright"], registry=ExampleRegistry(), device="cpu", calib=[str(bad)])
+
+
+def test_the_page_builds_with_the_calibration_upload():
+    from vislab.app.server import build_app
+
+    demo = build_app()
+    assert any(getattr(block, "elem_id", None) == "stereo-calib" for block in demo.blocks.values())

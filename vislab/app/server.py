@@ -145,10 +145,12 @@ def build_app(mnist_checkpoints: list[str | os.PathLike] | None = None,
     # Gradio recognises the progress bar by this default (one object; it binds it to each request itself).
     @user_errors
     def predict_stereo(left: str | None, right: str | None, rectify_auto: bool = False, swap: bool = False,
+                       calib: list[str] | None = None,
                        progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:  # noqa: B008
         out = run_stereo(left, right, registry=registry, weights=stereo_weights, device=device,
                          max_pixels=max_pixels, progress=lambda share, what: progress(share, desc=what),
-                         rectify="auto" if rectify_auto else "none", swap=bool(swap))
+                         rectify="auto" if rectify_auto else "none", swap=bool(swap),
+                         calib=[str(c) for c in calib] if calib else None)
         images = (out.psmnet, out.sgbm, out.confidence, out.depth, out.psmnet_error, out.sgbm_error)
         return (out.status, *(files.png(image) for image in images), out.data)
 
@@ -197,6 +199,9 @@ def build_app(mnist_checkpoints: list[str | os.PathLike] | None = None,
                 rectify_auto = gr.Checkbox(False, label="Rectify automatically (from the photos' features)",
                                            elem_id="stereo-rectify")
                 swap_views = gr.Checkbox(False, label="Swap the views", elem_id="stereo-swap")
+                calib_files = gr.File(label="Calibration (optional): OpenCV YAML, KITTI, Middlebury, or two ROS "
+                                            "camera_info files", file_count="multiple", type="filepath",
+                                      height=90, elem_id="stereo-calib")
             stereo_status = gr.Markdown("Upload a rectified left/right pair or pick an example.", label="status",
                                         elem_id="stereo-status")
             gr.Markdown(LEGEND)
@@ -217,7 +222,7 @@ def build_app(mnist_checkpoints: list[str | os.PathLike] | None = None,
                            api_name="predict_digit", concurrency_id="digits", concurrency_limit=DIGIT_CONCURRENCY)
         stereo_outputs = [stereo_status, psmnet, sgbm, confidence, depth, psmnet_error, sgbm_error, stereo_json]
         # One stereo prediction at a time, whichever button started it: PSMNet takes the whole CPU and ~1 GB.
-        stereo_button.click(predict_stereo, [left, right, rectify_auto, swap_views], stereo_outputs,
+        stereo_button.click(predict_stereo, [left, right, rectify_auto, swap_views, calib_files], stereo_outputs,
                             api_name="predict_stereo",
                             concurrency_id="stereo")
         for button, name in ((moto, "motorcycle"), (synth, "synthetic")):

@@ -165,6 +165,7 @@ def _fmt_metric(value: float, unit: str) -> str:
 def run_stereo(left_path: str | os.PathLike | None, right_path: str | os.PathLike | None, *,
                registry: ExampleRegistry | None = None, weights: str | os.PathLike | None = None,
                device: str = "auto", max_pixels: int | None = None, rectify: str = "none", swap: bool = False,
+               calib: str | os.PathLike | list[str] | None = None,
                progress: Callable[[float, str], Any] | None = None) -> StereoOutput:
     """Predict the pair with PSMNet and SGBM and build everything the tab shows.
 
@@ -178,6 +179,8 @@ def run_stereo(left_path: str | os.PathLike | None, right_path: str | os.PathLik
         rectify: ``"auto"`` rectifies an uploaded pair from its own feature matches (relative disparity);
         swap: the uploaded left image is the right view. Uploaded pairs are checked (vertical misalignment,
             swapped views, disparity beyond the range) before matching; the findings are in the status.
+        calib: a calibration file (or a ROS camera_info pair) for an uploaded pair: it is rectified with it and
+            the Depth map is in the calibration's unit (``vislab.stereo.camera.calibfiles``).
         progress: called with (share done, what runs now) before each step, for the page's progress bar.
 
     PSMNet matches each pair over its own disparity range (``max_disp="auto"``); the model is loaded once
@@ -202,8 +205,9 @@ def run_stereo(left_path: str | os.PathLike | None, right_path: str | os.PathLik
     gt, camera = (example.gt, example.camera) if example is not None else (None, None)
     prepared = None
     if example is None:  # a pair of your own: swapped, rectified and checked as `vislab stereo predict` does it
-        prepared = _prepare_upload(left, right, rectify, swap)
+        prepared = _prepare_upload(left, right, rectify, swap, calib)
         left, right = to_uint8(prepared.left), to_uint8(prepared.right)
+        camera = prepared.camera  # from the calibration, when one was given: depth in its unit
     h, w = left.shape[:2]
     budget = default_max_pixels(device) if max_pixels is None else max_pixels
     left, right, gt, camera, scale = reduce_for_cpu(left, right, gt, camera, budget)
@@ -264,7 +268,8 @@ def run_stereo(left_path: str | os.PathLike | None, right_path: str | os.PathLik
         depth=depth_rgb, psmnet_error=errors["psmnet"], sgbm_error=errors["sgbm"], data=data)
 
 
-def _prepare_upload(left: np.ndarray, right: np.ndarray, rectify: str, swap: bool) -> Any:
+def _prepare_upload(left: np.ndarray, right: np.ndarray, rectify: str, swap: bool,
+                    calib: str | os.PathLike | list[str] | None = None) -> Any:
     """``vislab.stereo.camera.pipeline.prepare_pair`` with the page's words for its advice (issue 27)."""
     from vislab.stereo.camera.pipeline import prepare_pair
 
@@ -273,7 +278,7 @@ def _prepare_upload(left: np.ndarray, right: np.ndarray, rectify: str, swap: boo
                                                                            "'Rectify automatically'")
 
     try:
-        prepared = prepare_pair(left, right, rectify=rectify, swap=swap)
+        prepared = prepare_pair(left, right, rectify=rectify, swap=swap, calib=calib or None)
     except VislabError as exc:
         raise VislabError(page_words(str(exc))) from None
     if prepared.checks is not None:
