@@ -48,6 +48,17 @@ def to_grey_uint8(image: np.ndarray) -> np.ndarray:
     return img
 
 
+def _grey_at(image: np.ndarray, scale: float) -> np.ndarray:
+    """uint8 grey at ``scale``: grey and reduced *before* the uint8 conversion, so a large photo's full-size float
+    work is one OpenCV colour conversion (the conversion first took 0.3 s of a 2223x1491 pair's 0.8 s check)."""
+    img = np.asarray(image)
+    if img.dtype != np.uint8 and img.ndim == 3:
+        img = cv2.cvtColor(np.ascontiguousarray(img[..., :3], dtype=np.float32), cv2.COLOR_RGB2GRAY)
+    if scale < 1.0:
+        img = cv2.resize(img, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    return to_grey_uint8(img)
+
+
 def match_features(left: np.ndarray, right: np.ndarray, *, max_side: int = 960, max_features: int = 1500,
                    ransac_px: float = 1.0) -> Matches:
     """SIFT matches (ratio test) between two images, filtered by a RANSAC fundamental matrix.
@@ -55,11 +66,8 @@ def match_features(left: np.ndarray, right: np.ndarray, *, max_side: int = 960, 
     ``ransac_px`` is the epipolar distance threshold at the matching size. Never raises on images without
     texture: it returns fewer (possibly zero) matches and lets the caller decide what is enough.
     """
-    g1, g2 = to_grey_uint8(left), to_grey_uint8(right)
-    scale = min(1.0, max_side / max(g1.shape[:2] + g2.shape[:2]))
-    if scale < 1.0:
-        g1 = cv2.resize(g1, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-        g2 = cv2.resize(g2, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    scale = min(1.0, max_side / max(left.shape[:2] + right.shape[:2]))
+    g1, g2 = _grey_at(left, scale), _grey_at(right, scale)
     sift = cv2.SIFT_create(nfeatures=max_features, contrastThreshold=CONTRAST_THRESHOLD)
     k1, d1 = sift.detectAndCompute(g1, None)
     k2, d2 = sift.detectAndCompute(g2, None)
