@@ -70,3 +70,21 @@ def test_the_settings_are_fresh_copies():
 
 def test_registry_names_exist():
     assert set(REGISTRY_NAMES) == set(NETWORKS) and set(REGISTRY_NAMES.values()) <= set(list_models())
+
+
+def test_the_probe_keeps_fp32_without_native_bf16_and_measures_with_it(monkeypatch):
+    import vislab.mnist.precision as precision
+    from vislab.labs.settings import probe_bf16
+
+    asked = []
+
+    def measured(model_name, model_kwargs, batch_size, device, channels_last=True):
+        asked.append((model_name, batch_size))
+        return {"fp32": 2.0, "bf16": 1.0} if model_name == "vgg" else {"fp32": 1.0, "bf16": 1.05}
+
+    monkeypatch.setattr(precision, "measure_precisions", measured)
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)
+    assert not probe_bf16("SimpleVGG", 128) and asked == []
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
+    assert probe_bf16("SimpleVGG", 128) and not probe_bf16("SimpleResNet", 128)
+    assert asked == [("vgg", 128), ("resnet", 128)]
