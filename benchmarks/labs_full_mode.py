@@ -12,7 +12,8 @@
 2. ``--estimate STEPS`` instead times STEPS training steps (after 3 warm-up steps) of each network under the
    lab's settings and under the notebook's CPU settings (vislab's copy of each architecture, the notebook's
    loop), each in a process of its own, alternating, plus two of the ten validation batches, and extrapolates
-   both full-mode runs of lab 1 from the mean step: a 2-hour run need not be run to be compared.
+   both full-mode runs of lab 1 from the mean step: a 2-hour run need not be run to be compared. For lab 2 it
+   counts the work (FLOPs) of one training iteration of the notebook's model under both settings.
 
 Timings on a shared machine swing with the other users' load (printed at the start and the end); the
 accuracies do not depend on it.
@@ -21,6 +22,8 @@ accuracies do not depend on it.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import os
 import re
@@ -216,6 +219,36 @@ def estimate(networks: list[str], steps: int) -> dict[str, Any]:
     return {"networks": rows, "totals": totals}
 
 
+def lab2_flops() -> dict[str, float]:
+    """Work of one lab 2 training iteration (forward + backward, the notebook's ``StudentPSMNet``) in TFLOP,
+    under the lab's settings and under the CPU settings, counted on the meta device: no compute, no load."""
+    import nbformat
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    nb = nbformat.read(notebook_path("lab2"), as_version=4)
+    namespace: dict[str, Any] = {}
+    for cell in nb.cells:  # the imports and the definitions only (no data, no checkers, no plots)
+        if cell.cell_type == "code" and cell.source.startswith(("import os", "class ", "def ", "scores =")):
+            with contextlib.redirect_stdout(io.StringIO()):  # the cells' own demo prints
+                exec(cell.source, namespace)
+    cell = next(c.source for c in nb.cells if "train_h, train_w, train_disp" in c.source)
+    rows = re.findall(r"train_h, train_w, train_disp, batch, iterations, log_every = ([0-9, ]+)", cell)
+    flops = {}
+    for which, row in zip(("lab", "cpu"), rows[1:], strict=True):  # rows[0] is quick mode
+        h, w, disp, batch = (int(v) for v in row.split(",")[:4])
+        with torch.device("meta"):
+            model = namespace["StudentPSMNet"](max_disp=disp).train()
+            left, right = torch.randn(batch, 3, h, w), torch.randn(batch, 3, h, w)
+        with FlopCounterMode(display=False) as counter:
+            sum(out.mean() for out in model(left, right)).backward()
+        flops[which] = counter.get_total_flops() / 1e12
+        print(f"lab 2 {which:<4} settings: {h} x {w} crops, batch {batch}, range {disp}: "
+              f"{flops[which]:.2f} TFLOP per training iteration", flush=True)
+    print(f"lab 2: the CPU settings' iteration is {flops['cpu'] / flops['lab']:.2f}x the lab's work")
+    return flops
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--lab", choices=("lab1", "lab2", "all"), default="all")
@@ -237,7 +270,10 @@ def main(argv: list[str] | None = None) -> int:
           f"load average at the start: {load()}", flush=True)
     results: dict[str, Any] = {}
     if args.estimate:
-        results["estimate"] = estimate(networks, args.estimate)
+        if args.lab in ("lab1", "all"):
+            results["estimate"] = estimate(networks, args.estimate)
+        if args.lab in ("lab2", "all"):
+            results["lab2_tflop_per_iteration"] = lab2_flops()
     else:
         labs = ("lab1", "lab2") if args.lab == "all" else (args.lab,)
         for lab in labs:
