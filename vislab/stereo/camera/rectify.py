@@ -27,6 +27,11 @@ from vislab.stereo.camera.features import match_features
 MIN_INLIERS = 30
 # Matched points must end up this close to one row (median |dy|, px) or the rectification failed.
 MAX_RESIDUAL_DY = 1.0
+# Weight of the pull towards no rotation (per radian, in units of f0 px). When the matches lie nearly on one
+# plane (a far background) the rows can be aligned by several rotations; 0.05 let one synthetic scene of twelve
+# end up 13 px off away from its matches, 0.5 keeps all twelve within 0.4 px (90th percentile) and still follows
+# rotations of several degrees (2-4 degrees: within 0.7 px); 2.0 starts to hold true rotations back.
+PRIOR_WEIGHT = 0.5
 # Where the automatic rectification puts the smallest matched disparity (1st percentile), px.
 AUTO_MIN_DISPARITY = 2.0
 
@@ -166,8 +171,8 @@ def _fit_rotations(p1: np.ndarray, p2: np.ndarray, w: int, h: int) -> tuple[np.n
         h1, h2 = homographies(q)
         a, b = x1 @ h1.T, x2 @ h2.T
         dy = a[:, 1] / a[:, 2] - b[:, 1] / b[:, 2]
-        # A weak pull towards no rotation and f0 fixes the directions the matches leave free.
-        prior = 0.05 * np.array([f0 * q[0], f0 * q[1], f0 * q[2], f0 * q[3], f0 * q[4], 0.0, 10 * q[6]])
+        # A pull towards no rotation and f0 fixes the directions the matches leave free.
+        prior = PRIOR_WEIGHT * np.array([f0 * q[0], f0 * q[1], f0 * q[2], f0 * q[3], f0 * q[4], 0.0, 10 * q[6]])
         return np.concatenate([dy, prior])
 
     fit = least_squares(residuals, np.zeros(7), loss="soft_l1", f_scale=0.5, max_nfev=200)
