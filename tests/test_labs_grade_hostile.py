@@ -541,9 +541,10 @@ def test_output_is_capped_and_the_grader_stays_small(hostile):
     loud = hostile.by_name["loud.ipynb"]  # 200 MB printed
     assert loud["status"] == "ran" and loud["errors"] == [] and len(json.dumps(loud)) < 4_000
     assert len(hostile.json_text) < 200_000 and len(hostile.stdout) < 20_000
-    # The grader never holds a notebook's output: its peak memory (~650 MB measured: torch and the lab's
-    # reference networks) stays below what holding the 200 MB printed (as bytes and as text) would add.
-    assert hostile.maxrss_kb is not None and hostile.maxrss_kb < 1_000_000, hostile.maxrss_kb
+    # The grader never holds a notebook's output: its peak memory (0.65-1.25 GB measured: torch, the lab's
+    # reference networks and two threads' malloc arenas) stays below what holding the 200 MB printed as
+    # bytes, text and notebook JSON (several copies) would add on top.
+    assert hostile.maxrss_kb is not None and hostile.maxrss_kb < 1_600_000, hostile.maxrss_kb
 
 
 def _grade_limited(d: Path):

@@ -209,7 +209,7 @@ def _run_in_sandbox(notebook: Path, workdir: Path, *, timeout: float, quick: boo
             "--output-kb", str(limits.output_kb)]
     env = sandbox.minimal_env(extra)
     if sandboxed:
-        cmd, cwd = sandbox.command(argv, workdir, env, slot), None
+        cmd, cwd = sandbox.command(argv, workdir, env, slot, tmp_mb=limits.max_file_mb), None
         env = {}
     else:
         cmd, cwd = argv, str(workdir)
@@ -404,8 +404,8 @@ def grade(paths: Sequence[str | os.PathLike], timeout: float = DEFAULT_TIMEOUT, 
 
     limits = limits or Limits()
     limits.check()
-    if jobs < 1:
-        raise VislabError(f"--jobs must be at least 1, got {jobs}")
+    if not 1 <= jobs <= sandbox.MAX_JOBS:
+        raise VislabError(f"--jobs must be between 1 and {sandbox.MAX_JOBS}, got {jobs}")
     if lab is not None and lab not in LABS:
         raise VislabError(f"unknown lab {lab!r}; choose one of {', '.join(sorted(LABS))}")
     if sandboxed:

@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 INSIDE = "/grading"  # the work folder's path inside the sandbox
-_UID_BASE = 61_000  # uids for sandboxes when the grader is root: unused by Debian's system and user ranges
+_UID_BASE = 100_000  # uids for sandboxes when the grader is root: above Debian's system and user ranges
+MAX_JOBS = 64  # sandboxes at once per grader (each grader process has a block of uids of its own)
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,8 @@ def sandbox_problem() -> str | None:
     if os.geteuid() == 0 and shutil.which("setpriv") is None:
         return "setpriv (util-linux) is missing: the sandbox cannot leave root"
     try:
-        probe = subprocess.run([bwrap, "--ro-bind", "/", "/", *_namespaces(), "--die-with-parent",
+        probe = subprocess.run([bwrap, "--ro-bind", "/", "/", "--size", "1048576", "--tmpfs", "/tmp",
+                                *_namespaces(), "--die-with-parent",
                                 *_drop_root(0), "true"], capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"bubblewrap cannot run here: {exc}"
@@ -83,7 +85,8 @@ def sandbox_problem() -> str | None:
 
 def sandbox_uid(slot: int) -> int:
     """The uid the sandbox in ``slot`` runs as (its work folder must belong to it)."""
-    return _UID_BASE + slot if os.geteuid() == 0 else os.geteuid()
+    # A block per grader process, so that two classes graded at once never share a process count.
+    return _UID_BASE + (os.getpid() % 8192) * MAX_JOBS + slot if os.geteuid() == 0 else os.geteuid()
 
 
 def _set_limits(limits: Limits) -> Callable[[], None]:
@@ -128,10 +131,14 @@ def _readonly_paths() -> list[str]:
     return kept
 
 
-def command(argv: list[str], workdir: Path, env: dict[str, str], slot: int) -> list[str]:
-    """The ``bwrap`` command line that runs ``argv`` in a sandbox around ``workdir`` (seen as ``/grading``)."""
+def command(argv: list[str], workdir: Path, env: dict[str, str], slot: int, tmp_mb: int) -> list[str]:
+    """The ``bwrap`` command line that runs ``argv`` in a sandbox around ``workdir`` (seen as ``/grading``).
+
+    Its ``/tmp`` is a RAM-backed tmpfs of at most ``tmp_mb`` MiB.
+    """
     cmd = [shutil.which("bwrap") or "bwrap", *_namespaces(), "--die-with-parent", "--new-session",
-           "--hostname", "sandbox", "--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/tmp"]
+           "--hostname", "sandbox", "--proc", "/proc", "--dev", "/dev",
+           "--perms", "1777", "--size", str(tmp_mb << 20), "--tmpfs", "/tmp"]
     readonly = _readonly_paths()
     # The folders above each mount are made here, traversable by the sandbox's uid (bwrap's default is 0700 as root).
     parents = sorted({str(parent) for p in [*readonly, INSIDE] for parent in Path(p).parents if str(parent) != "/"})
