@@ -68,7 +68,7 @@ QUICK = os.environ.get("VISLAB_QUICK") == "1"  # small smoke-test settings (see 
 LAB_SETTINGS = False  # True: the lab's own training settings on a CPU too (about 2 hours on two cores)
 device = pick_device("auto")  # cuda, then mps, then cpu: chosen once, used by every cell below
 settings = lab1_settings(device.type, lab=LAB_SETTINGS, quick=QUICK)  # the lab's on a GPU, shorter on a CPU
-EPOCHS = settings.epochs  # epochs per network, e.g. {"MLP": 10, ...}: change them here
+EPOCHS = settings.epochs  # epochs per network: change them here, e.g. EPOCHS["SimpleVGG"] = 10
 MEMORY_FORMAT = torch.channels_last if settings.channels_last else torch.contiguous_format
 if not settings.lab:
     retain_freed_memory()  # CPU: reuse freed memory in the next step rather than page-fault it in afresh
