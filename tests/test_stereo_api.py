@@ -59,8 +59,7 @@ def test_psmnet_matches_the_model_called_by_hand(tiny_ckpt, pair):
     small = [torch.nn.functional.interpolate(x.flip(-1), size=(16, 32), mode="bilinear", antialias=True,
                                              align_corners=False) for x in (right, left)]
     half_right, _ = model.infer(*small, return_confidence=False, max_disp=16)
-    half_right = torch.nn.functional.interpolate(half_right[:, None], size=(32, 64), mode="bilinear",
-                                                 align_corners=False)[:, 0] * 2
+    half_right = torch.nn.functional.interpolate(half_right[:, None], size=(32, 64), mode="nearest")[:, 0] * 2
     filled, _ = left_right_fill(disp, half_right.flip(-1), DEFAULT_LR_CHECK)
     halved = predict_disparity(*pair, weights=tiny_ckpt, device="cpu", lr_view="half")
     np.testing.assert_allclose(halved.disparity, filled[0].numpy(), atol=1e-5)

@@ -100,5 +100,5 @@ def test_whole_process_timing_of_a_child():
     spec = util.spec_from_file_location("stereo_inference", _PATH.with_name("stereo_inference.py"))
     inference = util.module_from_spec(spec)
     spec.loader.exec_module(inference)
-    seconds, peak_mb = inference._timed_process([sys.executable, "-c", "x = bytearray(50_000_000)"])
-    assert seconds > 0 and peak_mb > 50  # the child's own peak: it held 50 MB
+    seconds, cpu, peak_mb = inference._timed_process([sys.executable, "-c", "x = bytearray(50_000_000)"])
+    assert seconds > 0 and cpu > 0 and peak_mb > 50  # the child's own peak: it held 50 MB

@@ -6,9 +6,8 @@ on the pair reduced to a quarter of its width and height (1/16 of the pixels, a 
 1/64 of the 3D work), whose 99.9th disparity percentile, scaled back, is widened by a margin and rounded up.
 Where that nears the trained range, the trained range is used: a true disparity must never be cut off.
 
-The quantile and margin were chosen on held-out synthetic scenes (``benchmarks/stereo_quality_variants.py
---variants auto``, docs/stereo/prediction.md): with them no scene had more than 0.1 % of its true disparities
-outside the chosen range, and D1 stayed within 0.2 points of the full range.
+The quantile and margin were chosen on rendered synthetic scenes and checked on held-out ones
+(``benchmarks/stereo_quality_variants.py --variants auto ...``); the numbers: docs/stereo/prediction.md.
 """
 
 import math
