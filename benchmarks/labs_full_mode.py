@@ -85,18 +85,22 @@ def cell_text(cell: Any) -> str:
     return "".join(out.get("text", "") for out in cell.get("outputs", []) if out.get("output_type") == "stream")
 
 
-def run_notebook(lab: str, networks: list[str], lab_settings: bool, timeout: int) -> dict[str, Any]:
+def run_notebook(lab: str, networks: list[str], lab_settings: bool, timeout: int,
+                 quick: bool = False) -> dict[str, Any]:
     import nbformat
     from nbclient import NotebookClient
 
     nb = prepare(nbformat.read(notebook_path(lab), as_version=4), lab, networks, lab_settings)
     env_before = os.environ.pop("VISLAB_QUICK", None)  # the kernel inherits this environment: full mode
+    if quick:
+        os.environ["VISLAB_QUICK"] = "1"
     start = time.perf_counter()
     try:
         with tempfile.TemporaryDirectory() as work:
             NotebookClient(nb, timeout=timeout, kernel_name="python3",
                            resources={"metadata": {"path": work}}).execute()
     finally:
+        os.environ.pop("VISLAB_QUICK", None)
         if env_before is not None:
             os.environ["VISLAB_QUICK"] = env_before
     total = time.perf_counter() - start
@@ -260,6 +264,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="extrapolate lab 1 from STEPS timed steps per network and settings; runs no notebook")
     parser.add_argument("--timeout", type=int, default=7200, help="seconds per cell (default 7200)")
     parser.add_argument("--json", type=Path, help="write the results here")
+    parser.add_argument("--quick", action="store_true", help="quick mode instead: a smoke test of this benchmark")
     args = parser.parse_args(argv)
     networks = [n.strip() for n in args.networks.split(",") if n.strip()]
     unknown = sorted(set(networks) - set(LAB1_NETWORKS))
@@ -278,8 +283,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         labs = ("lab1", "lab2") if args.lab == "all" else (args.lab,)
         for lab in labs:
-            print(f"\n== {lab} (solution notebook, full mode) ==", flush=True)
-            result = run_notebook(lab, networks, args.lab_settings, args.timeout)
+            print(f"\n== {lab} (solution notebook, {'quick' if args.quick else 'full'} mode) ==", flush=True)
+            result = run_notebook(lab, networks, args.lab_settings, args.timeout, args.quick)
             (print_lab1 if lab == "lab1" else print_lab2)(result)
             results[lab] = result
         if len(labs) > 1:
