@@ -42,13 +42,13 @@ from typing import Any
 
 from vislab.core.errors import VislabError
 from vislab.labs import sandbox
+from vislab.labs.runner import KERNEL_DIED, RAN, READY, TIMED_OUT
 from vislab.labs.sandbox import Limits
 
 DEFAULT_TIMEOUT = 600  # seconds per cell
 STATUSES = ("passed", "failed", "not attempted")
-# Row statuses: how far the run of the notebook itself got.
-RAN, TIMED_OUT, KERNEL_DIED, NOT_A_NOTEBOOK, NOT_FOUND, UNKNOWN_LAB = ("ran", "timed out", "kernel died",
-                                                                       "not a notebook", "not found", "unknown lab")
+# Row statuses: how far the run got (the runner's ran / timed out / kernel died), or why it did not start.
+NOT_A_NOTEBOOK, NOT_FOUND, UNKNOWN_LAB = "not a notebook", "not found", "unknown lab"
 MAX_NOTEBOOK_MB = 64  # a submission larger than this is not copied into a sandbox
 _MAX_RUN_JSON = 1 << 20  # bytes read back from the sandbox: the run report ...
 _MAX_OBSERVATIONS = 8 << 20  # ... and the observations
@@ -199,7 +199,6 @@ def _tail(path: Path, size: int = 4096) -> str:
 def _run_in_sandbox(notebook: Path, workdir: Path, *, timeout: float, quick: bool, limits: Limits, sandboxed: bool,
                     slot: int, checks: dict[str, list[str]], log: Path) -> tuple[int, str]:
     """Run the runner on the notebook copy in ``workdir``; returns (the seed sent, how it ended)."""
-    from vislab.labs.runner import READY
 
     extra = {"VISLAB_NO_PROGRESS": "1", "MPLBACKEND": "module://matplotlib_inline.backend_inline",
              "OMP_NUM_THREADS": "1", "VISLAB_MNIST_DIR": str(_mnist_dir())}
