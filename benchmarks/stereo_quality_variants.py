@@ -10,6 +10,8 @@ Each variant changes how one set of weights is run, never the weights:
 - ``lr-half-T``: the check with the right view predicted at half the width and height (issue 26: about a
   sixth of the work of the full-size right view), brought back to full size by nearest neighbour; ``lr-halfbl-T``
   the same with bilinear upsampling (the first version: it blends disparities across edges);
+- ``lr-vol-T``: the check with the right view's disparity read from the left pass's own cost volume, sheared
+  (``model.infer_views``, issue 26: a second regression instead of a second network pass);
 - ``occ1p-T``: a single-pass occlusion test instead of a right view: a left pixel is refilled when a pixel to
   its right lands at least T px further left in the right view (something nearer hides it) or its match
   leaves the right image;
@@ -166,6 +168,11 @@ def make_predict(model: nn.Module, variant: str, window: int = DEFAULT_ESTIMATOR
             chosen.update(max_disp=choice.max_disp, width=left.shape[-1])
             if ranges is not None:
                 ranges.append(choice.max_disp)
+        if variant.startswith("lr-vol-"):
+            max_disp = chosen["max_disp"]
+            disp, _, disp_right = model.infer_views(left, right, return_confidence=False, estimator="dominant",
+                                                    window=window, max_disp=max_disp)
+            return left_right_fill(disp, disp_right, float(variant.removeprefix("lr-vol-")))[0][0]
         if variant.startswith("lr-"):
             _, mode, threshold = variant.split("-")
             scale, upsample = (0.5, "bilinear") if mode == "halfbl" else (0.5, "nearest") if mode == "half" else (1, "")

@@ -17,7 +17,7 @@ from vislab.stereo import auto_range, precision
 from vislab.stereo.auto_range import RangeChoice, choose_range, first_look_scale, parse_max_disp, range_from_estimate
 from vislab.stereo.models import create_model, load_stereo_model
 from vislab.stereo.predict import predict_disparity
-from vislab.stereo.refine import fill_from_background, right_view_disparity
+from vislab.stereo.refine import fill_from_background, left_right_fill, right_view_disparity
 
 
 @pytest.fixture(scope="module")
@@ -145,6 +145,58 @@ def test_lr_view_option_reaches_the_check(tiny_ckpt):
     assert not np.array_equal(half.disparity, full.disparity)
     with pytest.raises(VislabError, match="unknown --lr-view 'quarter'"):
         predict_disparity(pair[0], pair[1], weights=tiny_ckpt, lr_view="quarter")
+
+
+def test_the_right_views_logits_are_the_left_volume_sheared():
+    from vislab.stereo.models.volume import _right_view_logits
+
+    logits = torch.randn(2, 5, 3, 7)
+    sheared = _right_view_logits(logits)
+    for d in range(5):
+        for x in range(7):  # right pixel x at disparity d is left pixel x + d at disparity d, when it exists
+            expected = logits[:, d, :, x + d] if x + d < 7 else torch.full((2, 3), float("-inf"))
+            assert torch.equal(sheared[:, d, :, x], expected)
+
+
+def test_the_volume_right_view_finds_an_occlusion():
+    from vislab.stereo.models.volume import regress_views
+
+    # Full-resolution logits (align_corners with as many planes and pixels as the output: no interpolation):
+    # background at 2 px, a foreground strip at 10 px on left columns 20..29. Left columns 12..19 land at 10..17
+    # in the right view, where the strip (left 20..27 - 10) hides them: the network's guess there is weak.
+    width, planes = 48, 16
+    logits = torch.full((1, planes, 4, width), -8.0)
+    truth = torch.full((width,), 2)
+    truth[20:30] = 10
+    for x in range(width):
+        logits[0, truth[x], :, x] = 2.0 if 12 <= x < 20 else 8.0
+    disp, _, disp_right = regress_views(logits, planes, (4, width), (0, 4), (0, width), True, False,
+                                        estimator="dominant", window=1)
+    torch.testing.assert_close(disp[0, 0], truth.float(), atol=1e-3, rtol=0)
+    assert torch.allclose(disp_right[0, 0, 10:20], torch.tensor(10.0), atol=1e-3)  # the right view sees the strip
+    assert torch.allclose(disp_right[0, 0, 30:46], torch.tensor(2.0), atol=1e-3)
+    filled, consistent = left_right_fill(disp, disp_right, 2.0)
+    hidden = ~consistent[0, 0]
+    assert hidden[12:20].all() and hidden[:2].all()  # the occluded columns, and those matching outside the image
+    assert not hidden[2:12].any() and not hidden[20:].any()
+
+
+def test_the_volume_check_runs_the_network_once_and_keeps_the_left_disparity(tiny_ckpt, monkeypatch):
+    from vislab.stereo.models.psmnet import PSMNet
+
+    model, _ = load_stereo_model(tiny_ckpt, "cpu")
+    left, right = torch.randn(1, 3, 48, 80), torch.randn(1, 3, 48, 80)
+    disp, conf = model.infer(left, right, estimator="dominant")
+    views = model.infer_views(left, right, estimator="dominant")
+    torch.testing.assert_close(views[0], disp)
+    torch.testing.assert_close(views[1], conf)
+    assert views[2].shape == disp.shape and views[2].min() >= 0 and views[2].max() <= model.max_disp - 1
+    calls = []
+    real = PSMNet._costs
+    monkeypatch.setattr(PSMNet, "_costs", lambda self, *a, **k: calls.append(1) or real(self, *a, **k))
+    pair = np.random.default_rng(2).random((2, 48, 80, 3), dtype=np.float32)
+    result = predict_disparity(pair[0], pair[1], weights=tiny_ckpt, max_disp=None, lr_view="volume")
+    assert len(calls) == 1 and result.info["lr_view"] == "volume"
 
 
 # -------------------------------------------------------------------------------------------- precision

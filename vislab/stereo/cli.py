@@ -56,7 +56,7 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr-check", type=float, default=None, metavar="PX",
                    help="PSMNet left-right consistency check: also predict the right view and refill pixels it "
                         "contradicts by more than PX from their row's background (default 2; 0 turns it off)")
-    p.add_argument("--lr-view", default=None, choices=("full", "half"),
+    p.add_argument("--lr-view", default=None, choices=("full", "half", "volume"),
                    help="the check's right view at full size (default: the network's time again) or at half the "
                         "size (about a sixth of it, but less of the check's benefit)")
     p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),

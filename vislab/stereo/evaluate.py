@@ -17,7 +17,7 @@ from vislab.core.logging import progress as progress_bar
 from vislab.core.logging import write_json
 from vislab.stereo.datasets import StereoDataset, create_dataset
 from vislab.stereo.metrics import METRIC_KEYS, MetricAccumulator
-from vislab.stereo.refine import DEFAULT_LR_CHECK, check_left_right
+from vislab.stereo.refine import DEFAULT_LR_CHECK, check_left_right, refill_inconsistent
 from vislab.stereo.transforms import imagenet_normalize
 
 PredictFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -55,8 +55,13 @@ class PairMatcher:
             return self.model.infer(l_in, r_in, return_confidence=confidence, estimator=self.estimator,
                                     window=self.window, max_disp=disp_range, bf16=self.bf16)
 
-        disp, conf = run(left, right, return_confidence)
         refilled = 0.0
+        if self.lr_check > 0 and self.lr_view == "volume":  # one network pass; the right view from its volume
+            disp, conf, disp_right = self.model.infer_views(
+                left, right, return_confidence=return_confidence, estimator=self.estimator, window=self.window,
+                max_disp=max_disp, bf16=self.bf16)
+            return refill_inconsistent(disp, disp_right, conf, self.lr_check)
+        disp, conf = run(left, right, return_confidence)
         if self.lr_check > 0:
             disp, conf, refilled = check_left_right(lambda a, b: run(a, b)[0], left, right, disp, conf,
                                                     self.lr_check, self.lr_view)

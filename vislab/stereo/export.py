@@ -175,8 +175,7 @@ class PSMNetOnnx(nn.Module):
         """``_dominant_mode`` of unnormalised softmax weights (B, D, N) -> (estimate (B, N), window mass (B, N)).
 
         The window sums are ``2 * window + 1`` shifted slices of the zero-padded weights added up (zero padding
-        = the window clipped to [0, D - 1]), in float32: the model takes differences of a float64 cumulative
-        sum instead, which ONNX Runtime could only do with two more full-size float64 volumes.
+        = the window clipped to [0, D - 1]), in float32, as the model computes them.
         """
         d, r = self.max_disp, self.window
         padded = F.pad(weights, (0, 0, r, r))

@@ -25,7 +25,7 @@ DEFAULT_LR_CHECK = 2.0  # px: chosen on held-out 256x512 synthetic scenes, docs/
 # exposure/noise differences between the views the half-size view kept little of the check's benefit on the
 # "real" style (D1 6.31 % at 4 px against 3.84 % with the full-size view, 8.10 % without a check), so "full"
 # stays the default; docs/stereo/prediction.md.
-LR_VIEWS = ("full", "half")
+LR_VIEWS = ("full", "half", "volume")
 DEFAULT_LR_VIEW = "full"
 
 
@@ -105,7 +105,14 @@ def check_left_right(run: Matcher, left: torch.Tensor, right: torch.Tensor, disp
     (refilled disparity, ``confidence`` set to 0 where refilled (None stays None), share of refilled pixels).
     ``view``: the right view at the pair's size (``"full"``) or at half of it (``"half"``)."""
     scale = {"full": 1.0, "half": 0.5}[view]
-    filled, consistent = left_right_fill(disp, right_view_disparity(run, left, right, scale), threshold)
+    return refill_inconsistent(disp, right_view_disparity(run, left, right, scale), confidence, threshold)
+
+
+def refill_inconsistent(disp: torch.Tensor, disp_right: torch.Tensor, confidence: torch.Tensor | None = None,
+                        threshold: float = DEFAULT_LR_CHECK) -> tuple[torch.Tensor, torch.Tensor | None, float]:
+    """The check once both views' disparities are known: (refilled disparity, ``confidence`` set to 0 where
+    refilled (None stays None), share of refilled pixels)."""
+    filled, consistent = left_right_fill(disp, disp_right, threshold)
     if confidence is not None:
         confidence = torch.where(consistent, confidence, 0.0)
     return filled, confidence, float((~consistent).float().mean())

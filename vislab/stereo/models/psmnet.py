@@ -29,7 +29,7 @@ from vislab.stereo.models.volume import (
     DEFAULT_ESTIMATOR_WINDOW,
     ESTIMATORS,
     build_concat_volume,
-    regress_chunked,
+    regress_views,
     soft_argmin,
     upsampled_logits,
 )
@@ -174,8 +174,10 @@ class PSMNet(nn.Module):
 
     def _predict(self, left: torch.Tensor, right: torch.Tensor, return_confidence: bool,
                  estimator: str | None = None, window: int | None = None,
-                 max_disp: int | None = None, bf16: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The lean path (no autograd): fused BN, channels-last 3D on CPU, chunked regression."""
+                 max_disp: int | None = None, bf16: bool = False, right_view: bool = False
+                 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """The lean path (no autograd): fused BN, channels-last 3D on CPU, chunked regression; with
+        ``right_view`` also the right image's disparity from the same volume (else None)."""
         estimator = self.estimator if estimator is None else estimator
         window = self.estimator_window if window is None else window
         max_disp = self.max_disp if max_disp is None else max_disp
@@ -194,8 +196,8 @@ class PSMNet(nn.Module):
         if bf16:  # the softmax and regression in fp32 whatever the network ran in
             cost = cost.float()
         cost = cost.contiguous()
-        return regress_chunked(cost, max_disp, (h + top, w + rpad), (top, h + top), (0, w),
-                               self.align_corners, return_confidence, estimator=estimator, window=int(window))
+        return regress_views(cost, max_disp, (h + top, w + rpad), (top, h + top), (0, w), self.align_corners,
+                             return_confidence, estimator=estimator, window=int(window), right_view=right_view)
 
     @torch.inference_mode()
     def infer(self, left: torch.Tensor, right: torch.Tensor, return_confidence: bool = True,
@@ -214,7 +216,20 @@ class PSMNet(nn.Module):
         ``self.estimator_window``); see :func:`~vislab.stereo.models.volume.regress_chunked`. Confidence
         follows it: the probability mass within ±2 px of the soft-argmin, or inside the dominant window.
         """
-        return self._predict(left, right, return_confidence, estimator, window, max_disp, bf16)
+        return self._predict(left, right, return_confidence, estimator, window, max_disp, bf16)[:2]
+
+    @torch.inference_mode()
+    def infer_views(self, left: torch.Tensor, right: torch.Tensor, return_confidence: bool = True,
+                    estimator: str | None = None, window: int | None = None, max_disp: int | None = None,
+                    bf16: bool = False) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """:meth:`infer`, plus the right image's disparity (B, H, W) read from the same cost volume.
+
+        Left pixel x at disparity d and right pixel x - d are one match, so the final matching cost, sheared
+        along its rows, scores the right view's candidates as well (``vislab.stereo.models.volume``): a second
+        regression, not a second network pass. It is the left view's evidence seen from the right, not an
+        independent prediction: enough for a left-right check to find the pixels the two views disagree on.
+        """
+        return self._predict(left, right, return_confidence, estimator, window, max_disp, bf16, right_view=True)
 
     def channels_last_3d_(self) -> "PSMNet":
         """Store the 3D convolutions' weights in ``torch.channels_last_3d`` layout, in place; returns self.
