@@ -5,7 +5,8 @@
 
 ``--whole-process`` (issue 26) times whole processes instead, on the shipped weights: ``vislab stereo predict``
 on the KITTI pair and on the Motorcycle example with today's defaults, with the previous defaults
-(``--max-disp 192``: the whole trained range), without the left-right check, with the paper's method (soft
+(``--max-disp 192``: the whole trained range), with the check's right view read from the cost volume
+(``--lr-view volume``), without the left-right check, with the paper's method (soft
 argmin, 192, no check), and ``--method sgbm``; and the literal re-implementation below
 (``reference_forward``: the official code's computation) run as its own process on the same weights, standing
 in for the official code. Wall time from start to exit (imports, model loading, image reading, writing the
@@ -213,6 +214,7 @@ def _run_child(impl: str, size: str, args: argparse.Namespace, save: Path, weigh
 WHOLE_PROCESS_ROWS = [
     ("previous default (192, check)", ["--max-disp", "192"]),
     ("default (auto range, check)", []),
+    ("auto range, check with the volume's right view", ["--lr-view", "volume"]),
     ("auto range, no check", ["--lr-check", "0"]),
     ("paper (soft argmin, 192, no check)", ["--max-disp", "192", "--estimator", "softargmin", "--lr-check", "0"]),
     ("official code, literal re-implementation", None),

@@ -12,6 +12,8 @@ Each variant changes how one set of weights is run, never the weights:
   the same with bilinear upsampling (the first version: it blends disparities across edges);
 - ``lr-vol-T``: the check with the right view's disparity read from the left pass's own cost volume, sheared
   (``model.infer_views``, issue 26: a second regression instead of a second network pass);
+- ``lr-feat-T``: the check with the right view's 3D pass run on the left pass's features, mirrored (one feature
+  extraction for both views; a CNN's features are not mirror-symmetric, and it shows);
 - ``occ1p-T``: a single-pass occlusion test instead of a right view: a left pixel is refilled when a pixel to
   its right lands at least T px further left in the right view (something nearer hides it) or its match
   leaves the right image;
@@ -144,6 +146,34 @@ def single_pass_occlusions(disp: torch.Tensor, threshold: float) -> torch.Tensor
     return (after <= landing - threshold) | (landing < 0)
 
 
+@torch.inference_mode()
+def feature_views(model: nn.Module, left: torch.Tensor, right: torch.Tensor, max_disp: int,
+                  window: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Both views' disparities from one feature extraction: the right view's 3D pass on the mirrored features."""
+    from vislab.stereo.models.psmnet import volume_planes
+    from vislab.stereo.models.volume import build_concat_volume, regress_chunked
+
+    fast = model._fast_copy()
+    h, w = left.shape[-2:]
+    top, rpad = model._pads(h, w)
+    both = torch.cat([F.pad(left, (0, rpad, top, 0)), F.pad(right, (0, rpad, top, 0))])
+    left_feat, right_feat = fast.feature_extraction(both.contiguous(memory_format=torch.channels_last)).chunk(2)
+
+    def costs(reference: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        x = build_concat_volume(reference, target, volume_planes(max_disp), True)
+        for layer in fast.dres0:
+            x = layer(x)
+        return fast._aggregate([x], False)[-1].squeeze(1)[:, :max_disp // 4].contiguous()
+
+    size = (h + top, w + rpad)
+    disp = regress_chunked(costs(left_feat, right_feat), max_disp, size, (top, top + h), (0, w), False, False,
+                           estimator="dominant", window=window)[0]
+    mirrored = costs(right_feat.flip(-1), left_feat.flip(-1))  # its padding columns now come first
+    disp_right = regress_chunked(mirrored, max_disp, size, (top, top + h), (rpad, rpad + w), False, False,
+                                 estimator="dominant", window=window)[0]
+    return disp, disp_right.flip(-1)
+
+
 def make_predict(model: nn.Module, variant: str, window: int = DEFAULT_ESTIMATOR_WINDOW,
                  ranges: list | None = None) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     auto = variant == "auto" or variant.startswith("auto-")
@@ -168,6 +198,9 @@ def make_predict(model: nn.Module, variant: str, window: int = DEFAULT_ESTIMATOR
             chosen.update(max_disp=choice.max_disp, width=left.shape[-1])
             if ranges is not None:
                 ranges.append(choice.max_disp)
+        if variant.startswith("lr-feat-"):
+            disp, disp_right = feature_views(model, left, right, chosen["max_disp"] or model.max_disp, window)
+            return left_right_fill(disp, disp_right, float(variant.removeprefix("lr-feat-")))[0][0]
         if variant.startswith("lr-vol-"):
             max_disp = chosen["max_disp"]
             disp, _, disp_right = model.infer_views(left, right, return_confidence=False, estimator="dominant",

@@ -57,8 +57,9 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
                    help="PSMNet left-right consistency check: also predict the right view and refill pixels it "
                         "contradicts by more than PX from their row's background (default 2; 0 turns it off)")
     p.add_argument("--lr-view", default=None, choices=("full", "half", "volume"),
-                   help="the check's right view at full size (default: the network's time again) or at half the "
-                        "size (about a sixth of it, but less of the check's benefit)")
+                   help="the check's right view at full size (default: the network's time again), at half the "
+                        "size (about a sixth of it) or read from the left pass's cost volume (a second regression "
+                        "only); the cheaper views keep less of the check's benefit")
     p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
                    help="bf16: bfloat16 networks, only on CPUs/GPUs that compute it natively; auto (default): bf16 "
                         "only where it is measured faster and as accurate, else fp32")

@@ -122,8 +122,9 @@ def predict_disparity(left: ImageInput, right: ImageInput, *, weights: str | Pat
     ``lr_check``: PSMNet's left-right consistency check, in px (default 2; 0 turns it off): the right view's
     disparity is predicted too and pixels it contradicts by more than this are refilled from their row's
     background, with confidence 0 (``vislab.stereo.refine``; SGBM runs its own check). ``lr_view``: that right
-    view at ``"full"`` size (default: the network's time again) or at ``"half"`` the size (about a sixth of it,
-    with less of the check's benefit).
+    view at ``"full"`` size (default: the network's time again), at ``"half"`` the size (about a sixth of it)
+    or read from the left pass's cost volume (``"volume"``: a second regression only); the cheaper views keep
+    less of the check's benefit.
     ``precision``: ``"fp32"``, ``"bf16"`` (only where the CPU or GPU computes it natively) or ``"auto"``
     (default: bf16 only where it is measured faster and as accurate, ``vislab.stereo.precision``).
     ``onnx``: run a graph made by ``vislab stereo export`` with ONNX Runtime instead of PyTorch (its weights,

@@ -20,11 +20,12 @@ import torch.nn.functional as F
 Matcher = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (left, right) (B, 3, H, W) -> (B, H, W)
 
 DEFAULT_LR_CHECK = 2.0  # px: chosen on held-out 256x512 synthetic scenes, docs/stereo-quality.md
-# How the right view is predicted for the check: "full" (the pair's own size) or "half" (half the width and
-# height, its disparities doubled: about a sixth of the work). On held-out synthetic scenes with occlusions and
-# exposure/noise differences between the views the half-size view kept little of the check's benefit on the
-# "real" style (D1 6.31 % at 4 px against 3.84 % with the full-size view, 8.10 % without a check), so "full"
-# stays the default; docs/stereo/prediction.md.
+# How the right view is predicted for the check: "full" (the pair's own size), "half" (half the width and
+# height, its disparities doubled: about a sixth of the work) or "volume" (read from the left pass's own cost
+# volume: a second regression, no second network pass). On held-out synthetic scenes with occlusions and
+# exposure/noise differences between the views the cheaper views kept only part of the check's benefit on the
+# "real" style (half: D1 6.31 % at 4 px against 3.84 % with the full-size view, 8.10 % without a check; volume:
+# 7.27 % against 6.23 % and 9.33 % on the 12-scene set), so "full" stays the default; docs/stereo/prediction.md.
 LR_VIEWS = ("full", "half", "volume")
 DEFAULT_LR_VIEW = "full"
 
