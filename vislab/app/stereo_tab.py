@@ -22,7 +22,7 @@ import numpy as np
 from vislab.app.uploads import open_upload
 from vislab.core.errors import VislabError
 
-# PSMNet on a CPU costs about 5 s for the 741x500 Motorcycle pair on 2 cores (README); pairs with more pixels
+# PSMNet on a CPU costs about 11 s for the 741x500 Motorcycle pair on 2 cores (docs/app.md); pairs with more pixels
 # are reduced to this budget so that the page answers in seconds. On a GPU the budget is larger.
 MAX_PIXELS_CPU = 400_000
 MAX_PIXELS_GPU = 2_000_000
