@@ -227,7 +227,8 @@ class PSMNet(nn.Module):
         Left pixel x at disparity d and right pixel x - d are one match, so the final matching cost, sheared
         along its rows, scores the right view's candidates as well (``vislab.stereo.models.volume``): a second
         regression, not a second network pass. It is the left view's evidence seen from the right, not an
-        independent prediction: enough for a left-right check to find the pixels the two views disagree on.
+        independent prediction: a left-right check with it finds occlusions but not the left view's confident
+        mismatches, and keeps part of a full right pass's benefit (docs/stereo/prediction.md).
         """
         return self._predict(left, right, return_confidence, estimator, window, max_disp, bf16, right_view=True)
 
