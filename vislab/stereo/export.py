@@ -41,7 +41,13 @@ from vislab.core.checkpoint import LoadedCache
 from vislab.core.errors import VislabError
 from vislab.core.onnx import DEFAULT_OPSET, export_module, open_session, require_task
 from vislab.stereo.models.psmnet import PAD_MULTIPLE, PSMNet
-from vislab.stereo.models.volume import CONFIDENCE_RADIUS, DEFAULT_ESTIMATOR, DEFAULT_ESTIMATOR_WINDOW, ESTIMATORS
+from vislab.stereo.models.volume import (
+    CONFIDENCE_RADIUS,
+    DEFAULT_ESTIMATOR,
+    DEFAULT_ESTIMATOR_WINDOW,
+    ESTIMATORS,
+    _dominant_mode,
+)
 from vislab.stereo.refine import check_left_right
 from vislab.stereo.transforms import IMAGENET_MEAN, IMAGENET_STD
 
@@ -160,7 +166,7 @@ class PSMNetOnnx(nn.Module):
         total = weights.sum(dim=1)
         confidence = None
         if self.estimator == "dominant":
-            disparity, mass = self.dominant_mode(weights)
+            disparity, mass = _dominant_mode(weights, self.window)
             if self.confidence:
                 confidence = (mass / total).reshape(b, h, w)
             return disparity.reshape(b, h, w), confidence
@@ -170,25 +176,6 @@ class PSMNetOnnx(nn.Module):
             confidence = (weights * near.to(weights.dtype)).sum(dim=1) / total
             confidence = confidence.reshape(b, h, w)
         return disparity.reshape(b, h, w), confidence
-
-    def dominant_mode(self, weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``_dominant_mode`` of unnormalised softmax weights (B, D, N) -> (estimate (B, N), window mass (B, N)).
-
-        The window sums are ``2 * window + 1`` shifted slices of the zero-padded weights added up (zero padding
-        = the window clipped to [0, D - 1]), in float32, as the model computes them.
-        """
-        d, r = self.max_disp, self.window
-        padded = F.pad(weights, (0, 0, r, r))
-        window_mass = padded[:, 0:d]
-        for offset in range(1, 2 * r + 1):
-            window_mass = window_mass + padded[:, offset:offset + d]
-        best = window_mass.argmax(dim=1, keepdim=True)  # (B, 1, N); ties: the smallest disparity, as the model
-        mass = window_mass.gather(1, best).squeeze(1)
-        idx = best + torch.arange(-r, r + 1).view(1, -1, 1)  # (B, 2r + 1, N)
-        inside = ((idx >= 0) & (idx < d)).to(weights.dtype)
-        picked = weights.gather(1, idx.clamp(0, d - 1)) * inside
-        est = (picked * idx.to(weights.dtype)).sum(dim=1) / picked.sum(dim=1).clamp_min(torch.finfo(weights.dtype).tiny)
-        return est, mass
 
     def forward(self, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         b, _, h, w = left.shape

@@ -193,7 +193,6 @@ def regress_views(cost: torch.Tensor, max_disp: int, size: tuple[int, int], rows
         if confidence is not None:
             confidence[:, out] = conf.view(b, r1 - r0, n_cols)
         if disparity_right is not None:
-            del weights
             est, _ = _estimate(right_weights, estimator, int(window), disp_values, False)
             disparity_right[:, out] = est.view(b, r1 - r0, n_cols)
     return disparity, confidence, disparity_right
@@ -223,17 +222,18 @@ def _dominant_mode(weights: torch.Tensor, window: int) -> tuple[torch.Tensor, to
     b, d, n = weights.shape
     # Window sums for every centre: 2 * window + 1 shifted slices of the zero-padded weights added up (the zeros
     # clip the window to [0, D - 1]). Sums of a few non-negative values, so float32 is exact enough; the float64
-    # cumulative sum this replaced, subtracted, took twice the time for the same choices but at near-ties.
+    # cumulative sum this replaced, subtracted, took twice the time for the same choices but at near-ties. Only
+    # operators ONNX has: the exported graph (vislab.stereo.export) runs this same function.
     padded = F.pad(weights, (0, 0, window, window))
     mass_all = padded[:, :d].clone()  # (B, D, N)
     for offset in range(1, 2 * window + 1):
         mass_all += padded[:, offset:offset + d]
     del padded
     best = mass_all.argmax(dim=1, keepdim=True)  # (B, 1, N)
-    mass = mass_all.gather(1, best).squeeze(1).to(weights.dtype)
+    mass = mass_all.gather(1, best).squeeze(1)
     offsets = torch.arange(-window, window + 1, device=weights.device).view(1, -1, 1)
     idx = best + offsets  # (B, 2w + 1, N)
-    inside = (idx >= 0) & (idx < d)
+    inside = ((idx >= 0) & (idx < d)).to(weights.dtype)
     picked = weights.gather(1, idx.clamp(0, d - 1)) * inside
     first = (picked * idx.to(weights.dtype)).sum(dim=1)
     est = first / picked.sum(dim=1).clamp_min(torch.finfo(weights.dtype).tiny)
