@@ -151,7 +151,7 @@ def feature_views(model: nn.Module, left: torch.Tensor, right: torch.Tensor, max
                   window: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Both views' disparities from one feature extraction: the right view's 3D pass on the mirrored features."""
     from vislab.stereo.models.psmnet import volume_planes
-    from vislab.stereo.models.volume import build_concat_volume, regress_chunked
+    from vislab.stereo.models.volume import regress_chunked
 
     fast = model._fast_copy()
     h, w = left.shape[-2:]
@@ -160,10 +160,8 @@ def feature_views(model: nn.Module, left: torch.Tensor, right: torch.Tensor, max
     left_feat, right_feat = fast.feature_extraction(both.contiguous(memory_format=torch.channels_last)).chunk(2)
 
     def costs(reference: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        x = build_concat_volume(reference, target, volume_planes(max_disp), True)
-        for layer in fast.dres0:
-            x = layer(x)
-        return fast._aggregate([x], False)[-1].squeeze(1)[:, :max_disp // 4].contiguous()
+        stem = fast._volume_stem(reference, target, True, volume_planes(max_disp))
+        return fast._aggregate([stem], False)[-1].squeeze(1)[:, :max_disp // 4].contiguous()
 
     size = (h + top, w + rpad)
     disp = regress_chunked(costs(left_feat, right_feat), max_disp, size, (top, top + h), (0, w), False, False,

@@ -126,9 +126,13 @@ class PSMNet(nn.Module):
             if channels_last:
                 both = both.contiguous(memory_format=torch.channels_last)
             left_feat, right_feat = self.feature_extraction(both).chunk(2)
+        return self._volume_stem(left_feat, right_feat, channels_last, num_disp)
+
+    def _volume_stem(self, left_feat: torch.Tensor, right_feat: torch.Tensor, channels_last: bool,
+                     num_disp: int | None = None) -> torch.Tensor:
+        """Features of the reference (left) and target (right) view -> concatenation volume -> dres0."""
         num_disp = self.volume_disparities if num_disp is None else num_disp
         x = build_concat_volume(left_feat, right_feat, num_disp, channels_last)
-        del left_feat, right_feat
         # dres0 layer by layer, so the 64-channel volume is released after its first convolution.
         for layer in self.dres0:
             x = layer(x)
