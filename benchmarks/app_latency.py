@@ -21,20 +21,20 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 from PIL import Image, ImageDraw
 
 
 def _inputs(folder: Path) -> tuple[Path, Path, Path]:
+    from vislab.app.stereo_tab import to_uint8
+    from vislab.stereo.io import write_image
     from vislab.stereo.predict import load_example
 
     one = Image.new("RGB", (280, 280), "white")
     ImageDraw.Draw(one).line([(148, 42), (137, 238)], fill="black", width=20)
     one.save(folder / "one.png")
     left, right, _, _ = load_example("motorcycle")
-    for name, image in (("left", left), ("right", right)):
-        Image.fromarray(np.round(image * 255).astype(np.uint8)).save(folder / f"{name}.png")
-    return folder / "one.png", folder / "left.png", folder / "right.png"
+    return (folder / "one.png", write_image(folder / "left.png", to_uint8(left)),
+            write_image(folder / "right.png", to_uint8(right)))
 
 
 def _summary(name: str, seconds: list[float]) -> str:
