@@ -175,7 +175,7 @@ def test_the_volume_right_view_finds_an_occlusion():
     torch.testing.assert_close(disp[0, 0], truth.float(), atol=1e-3, rtol=0)
     assert torch.allclose(disp_right[0, 0, 10:20], torch.tensor(10.0), atol=1e-3)  # the right view sees the strip
     assert torch.allclose(disp_right[0, 0, 30:46], torch.tensor(2.0), atol=1e-3)
-    filled, consistent = left_right_fill(disp, disp_right, 2.0)
+    _, consistent = left_right_fill(disp, disp_right, 2.0)
     hidden = ~consistent[0, 0]
     assert hidden[12:20].all() and hidden[:2].all()  # the occluded columns, and those matching outside the image
     assert not hidden[2:12].any() and not hidden[20:].any()
