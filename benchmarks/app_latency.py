@@ -5,7 +5,8 @@
 Starts ``vislab app`` in this process (CPU, the page's default settings, models loaded at start), then through
 ``gradio_client``, as a browser's requests arrive:
 
-1. the Motorcycle example as one stereo request on its own: its latency (upload to answer);
+1. the Motorcycle example as one stereo request on its own, ``--alone`` times: its latency (upload to answer),
+   to the page's first answer (PSMNet's own disparity) and to the whole one (with the left-right check and SGBM);
 2. digit requests one after another with nothing else running: each one's latency (the baseline);
 3. ``--stereo`` Motorcycle requests and ``--digits`` digit requests sent at once (a class pressing the buttons
    together): each digit's latency, each stereo answer's, and that every answer arrived.
@@ -46,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--digits", type=int, default=20, help="digit requests in the burst (default 20)")
     parser.add_argument("--stereo", type=int, default=3, help="stereo requests in the burst (default 3)")
+    parser.add_argument("--alone", type=int, default=3, help="stereo requests timed on their own (default 3)")
     args = parser.parse_args(argv)
 
     from gradio_client import Client, handle_file
@@ -67,10 +69,20 @@ def main(argv: list[str] | None = None) -> int:
         digit().result(timeout=300)  # warm: the first request of each kind pays for lazy set-up
         stereo().result(timeout=600)
 
-        start_time = time.perf_counter()
-        stereo().result(timeout=600)
-        alone = time.perf_counter() - start_time
-        print(f"Motorcycle stereo request alone: {alone:.2f} s (target: under 6 s)")
+        firsts, wholes = [], []
+        for _ in range(args.alone):
+            start_time, first = time.perf_counter(), None
+            job = stereo()
+            while not job.done():  # the page shows PSMNet's own answer first, then the checked one with SGBM
+                if first is None and job.outputs():
+                    first = time.perf_counter() - start_time
+                time.sleep(0.01)
+            job.result()
+            wholes.append(time.perf_counter() - start_time)
+            firsts.append(wholes[-1] if first is None else first)
+        print(f"Motorcycle stereo request alone, {args.alone} times: first answer (PSMNet without its check) median "
+              f"{statistics.median(firsts):.2f} s ({', '.join(f'{s:.2f}' for s in firsts)}), whole answer median "
+              f"{statistics.median(wholes):.2f} s ({', '.join(f'{s:.2f}' for s in wholes)}) (target: under 6 s)")
 
         baseline = []
         for _ in range(10):

@@ -133,6 +133,17 @@ def test_a_burst_of_concurrent_requests_gets_every_answer(client, files):
             assert answer[-1]["size"] == [96, 64] and Image.open(answer[1]).size == (96, 64)
 
 
+def test_stereo_answers_in_two_stages(client, files):
+    # PSMNet's own answer first (no SGBM yet), then the checked one with SGBM; predict() returns the last.
+    job = client.submit(handle_file(files / "left.png"), handle_file(files / "right.png"), api_name="/predict_stereo")
+    final = job.result(timeout=300)
+    first, last = job.outputs()
+    assert first[-1]["final"] is False and first[2] is None and "first answer" in first[0]
+    assert Image.open(first[1]).size == (96, 64)
+    assert last[-1]["final"] is True and Image.open(last[2]).size == (96, 64)
+    assert final[-1] == last[-1]
+
+
 def test_stereo_reports_the_range_it_chose(client, files):
     status, *_, result = client.predict(handle_file(files / "left.png"), handle_file(files / "right.png"),
                                         api_name="/predict_stereo")

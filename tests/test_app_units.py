@@ -9,7 +9,14 @@ import torch
 from PIL import Image, ImageDraw
 
 from vislab.app import digits, stereo_tab
-from vislab.app.stereo_tab import ExampleRegistry, StereoExample, read_upload, reduce_for_cpu, run_stereo
+from vislab.app.stereo_tab import (
+    ExampleRegistry,
+    StereoExample,
+    read_upload,
+    reduce_for_cpu,
+    run_stereo,
+    stream_stereo,
+)
 from vislab.core.errors import VislabError
 from vislab.mnist.data import load_mnist
 from vislab.mnist.models import load_mnist_model
@@ -201,6 +208,17 @@ def test_run_stereo_reports_its_progress_in_order(pair):
     shares = [share for share, _ in steps]
     assert shares == sorted(shares) and shares[0] == 0.0 and len(steps) >= 4
     assert any("PSMNet" in what for _, what in steps) and any("SGBM" in what for _, what in steps)
+
+
+def test_stream_stereo_shows_psmnet_first_then_everything(pair):
+    registry = ExampleRegistry()
+    first, last = stream_stereo(pair[0], pair[1], registry=registry, device="cpu")
+    assert first.data["final"] is False and last.data["final"] is True
+    assert first.sgbm is None and "sgbm" not in first.data and "first answer" in first.status
+    assert first.psmnet.shape == first.confidence.shape == (64, 96, 3)
+    assert first.data["psmnet"]["model"]["lr_check"] == 0.0 and last.data["psmnet"]["model"]["lr_check"] == 2.0
+    assert last.sgbm.shape == (64, 96, 3) and "first answer" not in last.status
+    np.testing.assert_array_equal(last.psmnet, run_stereo(pair[0], pair[1], registry=registry, device="cpu").psmnet)
 
 
 def test_image_files_are_written_once_and_bounded(tmp_path):

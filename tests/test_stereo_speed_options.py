@@ -16,7 +16,7 @@ from vislab.core.errors import VislabError
 from vislab.stereo import auto_range, precision
 from vislab.stereo.auto_range import RangeChoice, choose_range, first_look_scale, parse_max_disp, range_from_estimate
 from vislab.stereo.models import create_model, load_stereo_model
-from vislab.stereo.predict import predict_disparity
+from vislab.stereo.predict import predict_disparity, predict_disparity_stages
 from vislab.stereo.refine import fill_from_background, left_right_fill, right_view_disparity
 
 
@@ -145,6 +145,28 @@ def test_lr_view_option_reaches_the_check(tiny_ckpt):
     assert not np.array_equal(half.disparity, full.disparity)
     with pytest.raises(VislabError, match="unknown --lr-view 'quarter'"):
         predict_disparity(pair[0], pair[1], weights=tiny_ckpt, lr_view="quarter")
+
+
+def test_the_stages_give_the_networks_answer_first_then_the_checked_one(tiny_ckpt):
+    rng = np.random.default_rng(2)
+    pair = rng.random((2, 64, 96, 3), dtype=np.float32)
+    stages = list(predict_disparity_stages(pair[0], pair[1], weights=tiny_ckpt))
+    assert [s.info["final"] for s in stages] == [False, True]
+    first, last = stages
+    assert first.info["lr_check"] == 0.0 and last.info["lr_check"] == 2.0 and last.info["lr_refilled"] > 0
+    assert first.seconds < last.seconds
+    # the first is the network alone, the last what predict_disparity answers with its check
+    alone = predict_disparity(pair[0], pair[1], weights=tiny_ckpt, lr_check=0)
+    checked = predict_disparity(pair[0], pair[1], weights=tiny_ckpt)
+    np.testing.assert_array_equal(first.disparity, alone.disparity)
+    np.testing.assert_array_equal(first.confidence, alone.confidence)
+    np.testing.assert_array_equal(last.disparity, checked.disparity)
+    assert not np.array_equal(first.disparity, last.disparity)  # the check refilled pixels of the first answer
+    # one answer where there is nothing to wait for: no check, the volume check (one pass), SGBM
+    for options in ({"lr_check": 0, "weights": tiny_ckpt}, {"lr_view": "volume", "weights": tiny_ckpt},
+                    {"method": "sgbm"}):
+        (only,) = predict_disparity_stages(pair[0], pair[1], **options)
+        assert only.info["final"] is True
 
 
 def test_the_right_views_logits_are_the_left_volume_sheared():

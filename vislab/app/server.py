@@ -11,13 +11,14 @@ from __future__ import annotations
 import atexit
 import base64
 import functools
+import inspect
 import os
 import socket
 import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,7 @@ import gradio as gr  # noqa: E402
 from gradio.data_classes import ImageData  # noqa: E402
 
 from vislab.app.digits import read_digit  # noqa: E402
-from vislab.app.stereo_tab import ExampleRegistry, load_example_pair, run_stereo  # noqa: E402
+from vislab.app.stereo_tab import ExampleRegistry, load_example_pair, stream_stereo  # noqa: E402
 from vislab.app.uploads import ImageFiles  # noqa: E402
 from vislab.core.errors import VislabError  # noqa: E402
 
@@ -80,22 +81,36 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Turn errors into a one-line message on the page (and for API clients) instead of a traceback.
 
     VislabError is the user's input; anything else is a bug, whose traceback goes to the server's console.
-    Either way the server keeps running and the next request works.
+    Either way the server keeps running and the next request works. A generator (an answer given in stages)
+    stays one, so that Gradio streams its stages.
     """
+
+    def page_error(exc: Exception) -> gr.Error:
+        if isinstance(exc, gr.Error):
+            return exc
+        if isinstance(exc, VislabError):
+            return gr.Error(str(exc), print_exception=False)
+        traceback.print_exc(file=sys.stderr)  # a bug, not the user's input
+        first = (str(exc).strip().splitlines() or [""])[0]
+        return gr.Error(f"unexpected error ({type(exc).__name__}: {first}); see the server's console",
+                        print_exception=False)
+
+    if inspect.isgeneratorfunction(fn):
+        @functools.wraps(fn)
+        def stages(*args: Any, **kwargs: Any) -> Iterator[Any]:
+            try:
+                yield from fn(*args, **kwargs)
+            except Exception as exc:  # noqa: BLE001 -- a request must never take the page down
+                raise page_error(exc) from None
+
+        return stages
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except gr.Error:
-            raise
-        except VislabError as exc:
-            raise gr.Error(str(exc), print_exception=False) from None
         except Exception as exc:  # noqa: BLE001 -- a request must never take the page down
-            traceback.print_exc(file=sys.stderr)
-            first = (str(exc).strip().splitlines() or [""])[0]
-            raise gr.Error(f"unexpected error ({type(exc).__name__}: {first}); see the server's console",
-                           print_exception=False) from None
+            raise page_error(exc) from None
 
     return wrapper
 
@@ -146,13 +161,14 @@ def build_app(mnist_checkpoints: list[str | os.PathLike] | None = None,
     @user_errors
     def predict_stereo(left: str | None, right: str | None, rectify_auto: bool = False, swap: bool = False,
                        calib: list[str] | None = None,
-                       progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:  # noqa: B008
-        out = run_stereo(left, right, registry=registry, weights=stereo_weights, device=device,
-                         max_pixels=max_pixels, progress=lambda share, what: progress(share, desc=what),
-                         rectify="auto" if rectify_auto else "none", swap=bool(swap),
-                         calib=[str(c) for c in calib] if calib else None)
-        images = (out.psmnet, out.sgbm, out.confidence, out.depth, out.psmnet_error, out.sgbm_error)
-        return (out.status, *(files.png(image) for image in images), out.data)
+                       progress: gr.Progress = gr.Progress()) -> Iterator[tuple[Any, ...]]:  # noqa: B008
+        # In stages: PSMNet's own answer as soon as it is there, then the checked one with SGBM (stream_stereo).
+        for out in stream_stereo(left, right, registry=registry, weights=stereo_weights, device=device,
+                                 max_pixels=max_pixels, progress=lambda share, what: progress(share, desc=what),
+                                 rectify="auto" if rectify_auto else "none", swap=bool(swap),
+                                 calib=[str(c) for c in calib] if calib else None):
+            images = (out.psmnet, out.sgbm, out.confidence, out.depth, out.psmnet_error, out.sgbm_error)
+            yield (out.status, *(files.png(image) for image in images), out.data)
 
     def example(name: str) -> Callable[[], tuple[Any, Any, str]]:
         @user_errors

@@ -11,7 +11,7 @@ import hashlib
 import math
 import os
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,7 +50,7 @@ class StereoOutput:
 
     status: str
     psmnet: np.ndarray
-    sgbm: np.ndarray
+    sgbm: np.ndarray | None  # None in a first answer: SGBM has not run yet
     confidence: np.ndarray | None
     depth: np.ndarray | None
     psmnet_error: np.ndarray | None
@@ -167,7 +167,22 @@ def run_stereo(left_path: str | os.PathLike | None, right_path: str | os.PathLik
                device: str = "auto", max_pixels: int | None = None, rectify: str = "none", swap: bool = False,
                calib: str | os.PathLike | list[str] | None = None,
                progress: Callable[[float, str], Any] | None = None) -> StereoOutput:
-    """Predict the pair with PSMNet and SGBM and build everything the tab shows.
+    """Predict the pair with PSMNet and SGBM and build everything the tab shows: the last of
+    :func:`stream_stereo`'s outputs (the same arguments)."""
+    *_, out = stream_stereo(left_path, right_path, registry=registry, weights=weights, device=device,
+                            max_pixels=max_pixels, rectify=rectify, swap=swap, calib=calib, progress=progress)
+    return out
+
+
+def stream_stereo(left_path: str | os.PathLike | None, right_path: str | os.PathLike | None, *,
+                  registry: ExampleRegistry | None = None, weights: str | os.PathLike | None = None,
+                  device: str = "auto", max_pixels: int | None = None, rectify: str = "none", swap: bool = False,
+                  calib: str | os.PathLike | list[str] | None = None,
+                  progress: Callable[[float, str], Any] | None = None) -> Iterator[StereoOutput]:
+    """Predict the pair with PSMNet and SGBM, yielding what the tab shows as it comes: PSMNet's own answer as
+    soon as the network has it (``data["final"]`` False; SGBM's panels empty, the status saying that the
+    left-right check runs), then everything (``final`` True). The first answer costs nothing extra: the check
+    starts from it (``vislab.stereo.predict_disparity_stages``).
 
     Args:
         left_path, right_path: the uploaded images (any format Pillow reads).
@@ -190,9 +205,7 @@ def run_stereo(left_path: str | os.PathLike | None, right_path: str | os.PathLik
         if progress is not None:
             progress(share, what)
 
-    from vislab.stereo import predict_disparity, stereo_metrics
-    from vislab.stereo.geometry import disparity_to_depth
-    from vislab.stereo.visualize import colorize_confidence, colorize_depth, colorize_disparity, colorize_error
+    from vislab.stereo import predict_disparity, predict_disparity_stages
 
     step(0.0, "reading the pair")
     left, right = read_upload(left_path, "left image"), read_upload(right_path, "right image")
@@ -211,34 +224,72 @@ def run_stereo(left_path: str | os.PathLike | None, right_path: str | os.PathLik
     h, w = left.shape[:2]
     budget = default_max_pixels(device) if max_pixels is None else max_pixels
     left, right, gt, camera, scale = reduce_for_cpu(left, right, gt, camera, budget)
+    pair = _Pair(example.name if example else None, left.shape[1], left.shape[0], w, h, scale, gt, camera,
+                 prepared.report() if prepared is not None else None,
+                 prepared.lines() if prepared is not None else None)
 
     step(0.05, "PSMNet: choosing the disparity range, then matching")
-    net = predict_disparity(left, right, weights=weights, method="psmnet", device=device, max_disp="auto")
+    for net in predict_disparity_stages(left, right, weights=weights, method="psmnet", device=device,
+                                        max_disp="auto"):
+        if not net.info["final"]:
+            yield _stereo_output(pair, net, None)
+            step(0.5, "PSMNet: the left-right check (the right view's disparity)")
     step(0.85, "SGBM")
     sgbm = predict_disparity(left, right, method="sgbm")
     step(0.95, "drawing the maps")
+    yield _stereo_output(pair, net, sgbm)
+
+
+@dataclass(frozen=True)
+class _Pair:
+    """What the outputs of one request share: the pair as matched, and what is known about it."""
+
+    example: str | None  # the bundled example's name; None for an upload
+    width: int
+    height: int
+    original_width: int
+    original_height: int
+    scale: float
+    gt: np.ndarray | None
+    camera: Any
+    input_report: dict[str, Any] | None  # an upload's input checks
+    input_lines: list[str] | None
+
+
+def _stereo_output(pair: _Pair, net: Any, sgbm: Any | None) -> StereoOutput:
+    """The tab's panels for PSMNet's prediction ``net`` and SGBM's (None: not yet, its panels stay empty)."""
+    from vislab.stereo import stereo_metrics
+    from vislab.stereo.geometry import disparity_to_depth
+    from vislab.stereo.visualize import colorize_confidence, colorize_depth, colorize_disparity, colorize_error
+
+    gt, camera, final = pair.gt, pair.camera, sgbm is not None
     # One colour scale for both maps so that they compare directly: the ground truth's when known.
     ref = gt if gt is not None else net.disparity
     finite = ref[np.isfinite(ref) & (ref > 0)]
     scale_max = float(np.percentile(finite, 99)) if finite.size else 1.0
 
-    lines = [f"**{example.name if example else 'uploaded pair'}**, {left.shape[1]}x{left.shape[0]} pixels; "
+    lines = [f"**{pair.example or 'uploaded pair'}**, {pair.width}x{pair.height} pixels; "
              f"PSMNet matched disparities 0-{net.info['max_disp'] - 1} ({net.info.get('range_note', 'fixed')})."]
-    if scale != 1.0:
-        lines.append(f"Reduced from {w}x{h} to {left.shape[1]}x{left.shape[0]} (x{scale:.2f}) so that the CPU "
-                     f"answers in seconds: the whole image, not a crop; disparities are in pixels of the "
-                     f"reduced pair.")
+    if not final:
+        lines.append(f"PSMNet's first answer, after {net.seconds:.1f} s: the left-right check and SGBM run now "
+                     f"(about as long again); this page updates when they are done.")
+    if pair.scale != 1.0:
+        lines.append(f"Reduced from {pair.original_width}x{pair.original_height} to {pair.width}x{pair.height} "
+                     f"(x{pair.scale:.2f}) so that the CPU answers in seconds: the whole image, not a crop; "
+                     f"disparities are in pixels of the reduced pair.")
     data: dict[str, Any] = {
-        "pair": example.name if example else "upload", "size": [left.shape[1], left.shape[0]],
-        "original_size": [w, h], "scale": scale,
+        "pair": pair.example or "upload", "size": [pair.width, pair.height],
+        "original_size": [pair.original_width, pair.original_height], "scale": pair.scale, "final": final,
     }
-    if prepared is not None:
-        data["input"] = prepared.report()
-        lines.append("Input checks: " + (" ".join(prepared.lines()) or "the pair looks rectified, left view "
-                                         "first, within the disparity range."))
+    if pair.input_report is not None:
+        data["input"] = pair.input_report
+        lines.append("Input checks: " + (" ".join(pair.input_lines or []) or "the pair looks rectified, left "
+                                         "view first, within the disparity range."))
     errors: dict[str, np.ndarray | None] = {"psmnet": None, "sgbm": None}
     rows = ["| method | time | EPE | D1 |", "|---|---|---|---|"]
     for name, pred in (("psmnet", net), ("sgbm", sgbm)):
+        if pred is None:
+            continue
         row = {"seconds": round(pred.seconds, 3)}
         if gt is not None:
             metrics = stereo_metrics(pred.disparity, gt)
@@ -263,7 +314,7 @@ def run_stereo(left_path: str | os.PathLike | None, right_path: str | os.PathLik
     return StereoOutput(
         status="\n\n".join(lines),
         psmnet=colorize_disparity(net.disparity, scale_max),
-        sgbm=colorize_disparity(sgbm.disparity, scale_max),
+        sgbm=colorize_disparity(sgbm.disparity, scale_max) if sgbm is not None else None,
         confidence=colorize_confidence(net.confidence) if net.confidence is not None else None,
         depth=depth_rgb, psmnet_error=errors["psmnet"], sgbm_error=errors["sgbm"], data=data)
 

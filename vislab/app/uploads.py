@@ -63,7 +63,9 @@ class ImageFiles:
         if image is None:
             return None
         buffer = io.BytesIO()
-        Image.fromarray(np.ascontiguousarray(image)).save(buffer, format="PNG")
+        # The fastest compression level: the page waits for these files (0.07 instead of 0.2 s for four of the
+        # Motorcycle pair's maps), and they only travel to the browser, about a fifth larger.
+        Image.fromarray(np.ascontiguousarray(image)).save(buffer, format="PNG", compress_level=1)
         data = buffer.getvalue()
         path = os.path.join(self.folder, hashlib.blake2b(data, digest_size=16).hexdigest() + ".png")
         with self._lock:

@@ -14,6 +14,7 @@ from typing import Any
 # Resolved lazily so that ``vislab --help`` and ``import vislab.stereo.cli`` do not import torch.
 _API = {
     "predict_disparity": "vislab.stereo.predict",
+    "predict_disparity_stages": "vislab.stereo.predict",
     "StereoPrediction": "vislab.stereo.predict",
     "Camera": "vislab.stereo.predict",
     "camera_from_options": "vislab.stereo.predict",

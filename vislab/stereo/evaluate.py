@@ -5,7 +5,8 @@ import json
 import math
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,17 @@ PredictFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 DEFAULT_MAX_DISP = 192
 
 
+@dataclass(frozen=True)
+class MatchStage:
+    """One answer of :meth:`PairMatcher.stages`: (1, H, W) disparity and confidence (or None), the share of pixels
+    the check refilled, and whether it is the last answer."""
+
+    disparity: torch.Tensor
+    confidence: torch.Tensor | None
+    refilled: float
+    final: bool
+
+
 class PairMatcher:
     """One pair through PSMNet the way predict / eval / submit run it: the range (``--max-disp auto`` or fixed),
     the estimator, the precision and the left-right check. ``last_range`` is the last pair's ``RangeChoice``
@@ -40,6 +52,14 @@ class PairMatcher:
     def __call__(self, left: torch.Tensor, right: torch.Tensor, return_confidence: bool = False
                  ) -> tuple[torch.Tensor, torch.Tensor | None, float]:
         """ImageNet-normalised (1, 3, H, W) pair -> (disparity, confidence or None, share refilled by the check)."""
+        *_, answer = self.stages(left, right, return_confidence)
+        return answer.disparity, answer.confidence, answer.refilled
+
+    def stages(self, left: torch.Tensor, right: torch.Tensor, return_confidence: bool = False
+               ) -> Iterator[MatchStage]:
+        """The pair's answers as they come: with the full- or half-size check, the network's own answer first
+        (``final`` False), then the checked one; otherwise the one answer. The first is what the second pass
+        starts from, not extra work, so an interactive caller can show it while the check runs."""
         from vislab.stereo.auto_range import choose_range
 
         max_disp = self.model.max_disp
@@ -55,17 +75,19 @@ class PairMatcher:
             return self.model.infer(l_in, r_in, return_confidence=confidence, estimator=self.estimator,
                                     window=self.window, max_disp=disp_range, bf16=self.bf16)
 
-        refilled = 0.0
         if self.lr_check > 0 and self.lr_view == "volume":  # one network pass; the right view from its volume
             disp, conf, disp_right = self.model.infer_views(
                 left, right, return_confidence=return_confidence, estimator=self.estimator, window=self.window,
                 max_disp=max_disp, bf16=self.bf16)
-            return refill_inconsistent(disp, disp_right, conf, self.lr_check)
+            yield MatchStage(*refill_inconsistent(disp, disp_right, conf, self.lr_check), final=True)
+            return
         disp, conf = run(left, right, return_confidence)
-        if self.lr_check > 0:
-            disp, conf, refilled = check_left_right(lambda a, b: run(a, b)[0], left, right, disp, conf,
-                                                    self.lr_check, self.lr_view)
-        return disp, conf, refilled
+        if self.lr_check <= 0:
+            yield MatchStage(disp, conf, 0.0, final=True)
+            return
+        yield MatchStage(disp, conf, 0.0, final=False)
+        yield MatchStage(*check_left_right(lambda a, b: run(a, b)[0], left, right, disp, conf, self.lr_check,
+                                           self.lr_view), final=True)
 
 
 def psmnet_predict_fn(model: torch.nn.Module, device: torch.device | str, estimator: str | None = None,

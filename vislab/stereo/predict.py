@@ -4,6 +4,7 @@ import argparse
 import resource
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -131,6 +132,25 @@ def predict_disparity(left: ImageInput, right: ImageInput, *, weights: str | Pat
     max_disp and estimator are fixed in the file; options that disagree with it are errors).
     Raises ``VislabError`` with a one-line message on bad input.
     """
+    *_, prediction = predict_disparity_stages(
+            left, right, weights=weights, method=method, max_disp=max_disp, align_corners=align_corners,
+            device=device, estimator=estimator, estimator_window=estimator_window, lr_check=lr_check,
+            lr_view=lr_view, precision=precision, onnx=onnx)
+    return prediction
+
+
+def predict_disparity_stages(left: ImageInput, right: ImageInput, *, weights: str | Path | None = None,
+                             method: str = "psmnet", max_disp: int | str | None = "auto",
+                             align_corners: bool = False, device: str = "auto", estimator: str | None = None,
+                             estimator_window: int | None = None, lr_check: float | None = None,
+                             lr_view: str | None = None, precision: str = "auto",
+                             onnx: str | Path | None = None) -> Iterator[StereoPrediction]:
+    """:func:`predict_disparity`'s answers as they come, the same arguments: with PSMNet's left-right check
+    at full or half size, first the network's own answer (``info["final"]`` False, ``lr_check`` 0 in its info),
+    then the checked one (``final`` True; the last answer always is, and equals ``predict_disparity``'s). The
+    first costs nothing extra (the check starts from it) and comes in about half the time: the app shows it
+    while the check runs. ``seconds`` counts from the start of the prediction to each answer.
+    """
     left_rgb, right_rgb = as_rgb_image(left, "left image"), as_rgb_image(right, "right image")
     if left_rgb.shape != right_rgb.shape:
         raise VislabError(f"left/right size mismatch: left is {left_rgb.shape[1]}x{left_rgb.shape[0]}, "
@@ -146,14 +166,17 @@ def predict_disparity(left: ImageInput, right: ImageInput, *, weights: str | Pat
         disp, conf, seconds, info = predict_onnx(
             onnx, left_rgb, right_rgb, method=method, weights=weights, max_disp=fixed, align_corners=align_corners,
             device=device, estimator=estimator, estimator_window=estimator_window, lr_check=lr_check)
-        return StereoPrediction(disp, conf, seconds, info)
+        yield StereoPrediction(disp, conf, seconds, {**info, "final": True})
+        return
     if method == "sgbm":
         from vislab.stereo.sgbm import sgbm_disparity
 
         sgbm_range = sgbm_max_disp(fixed, weights)
         start = time.perf_counter()
         disp = sgbm_disparity(left_rgb, right_rgb, sgbm_range)
-        return StereoPrediction(disp, None, time.perf_counter() - start, {"method": "sgbm", "max_disp": sgbm_range})
+        yield StereoPrediction(disp, None, time.perf_counter() - start,
+                               {"method": "sgbm", "max_disp": sgbm_range, "final": True})
+        return
     if method != "psmnet":
         raise VislabError(f"unknown method {method!r}; choose psmnet or sgbm")
     # Loaded once per (weights, fixed range, ...): with "auto" one model serves every range (weights do not
@@ -171,19 +194,19 @@ def predict_disparity(left: ImageInput, right: ImageInput, *, weights: str | Pat
         return imagenet_normalize(torch.from_numpy(img.transpose(2, 0, 1)).to(torch_device)).unsqueeze(0)
 
     start = time.perf_counter()
-    disp, conf, refilled = matcher(prep(left_rgb), prep(right_rgb), return_confidence=True)
-    disp_np = disp[0].float().cpu().numpy()
-    conf_np = conf[0].float().cpu().numpy() if conf is not None else None
-    choice = matcher.last_range
-    ranges = ({"max_disp": choice.max_disp, "trained_max_disp": model.max_disp, "range": AUTO,
-               "range_estimate": None if choice.estimate is None else round(choice.estimate, 2),
-               "range_note": choice.describe()} if choice is not None else
-              {"max_disp": model.max_disp, "trained_max_disp": model.max_disp, "range": "fixed"})
-    return StereoPrediction(disp_np, conf_np, time.perf_counter() - start,
-                            {"method": "psmnet", **info, **ranges, "device": str(torch_device),
-                             "estimator": estimator, "estimator_window": estimator_window, "lr_check": lr_check,
-                             "lr_view": lr_view, "lr_refilled": refilled, "precision": precision,
-                             "precision_note": precision_why})
+    for stage in matcher.stages(prep(left_rgb), prep(right_rgb), return_confidence=True):
+        choice = matcher.last_range
+        ranges = ({"max_disp": choice.max_disp, "trained_max_disp": model.max_disp, "range": AUTO,
+                   "range_estimate": None if choice.estimate is None else round(choice.estimate, 2),
+                   "range_note": choice.describe()} if choice is not None else
+                  {"max_disp": model.max_disp, "trained_max_disp": model.max_disp, "range": "fixed"})
+        conf_np = stage.confidence[0].float().cpu().numpy() if stage.confidence is not None else None
+        yield StereoPrediction(stage.disparity[0].float().cpu().numpy(), conf_np, time.perf_counter() - start,
+                               {"method": "psmnet", **info, **ranges, "device": str(torch_device),
+                                "estimator": estimator, "estimator_window": estimator_window,
+                                "lr_check": lr_check if stage.final else 0.0, "lr_view": lr_view,
+                                "lr_refilled": stage.refilled, "precision": precision,
+                                "precision_note": precision_why, "final": stage.final})
 
 
 def peak_memory_mb() -> float:
