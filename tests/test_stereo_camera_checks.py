@@ -29,15 +29,12 @@ def _save(tmp_path, left, right):
     return paths
 
 
-def test_a_rectified_pair_passes_silently_and_fast(scene):
-    import time
-
-    cpu = time.process_time()
+def test_a_rectified_pair_passes_silently(scene):
+    # (what the checks cost next to a prediction: benchmarks/stereo_input_checks.py, not a timed test)
     found = check_pair(scene["left"], scene["right"], 192)
-    cpu = time.process_time() - cpu  # CPU time, not wall time: the test machine may be shared
     assert found.passed and found.lines() == [] and found.n_matches >= 20
     assert found.median_abs_dy < 0.5 and found.negative_fraction == 0 and found.beyond_fraction == 0
-    assert cpu < 1.0 and found.seconds > 0
+    assert found.seconds > 0
 
 
 def test_an_unrectified_pair_warns_with_the_number_and_the_remedies(scene):
