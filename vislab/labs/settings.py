@@ -1,15 +1,15 @@
 """Lab 1's training settings: the lab's own on a GPU, shorter ones that reach the same accuracy on a CPU.
 
-The lab trains each of its four networks for 10 epochs at batch 64 with its own optimizer (SGD for the MLP,
-Adam for the others). On a GPU that takes minutes; on a 2-core laptop about two hours, nearly all of it in
+The lab trains each of its four networks for 10 epochs at batch 64 with its own optimizer (SGD for the MLP, Adam
+for the others). On a GPU that takes minutes; on a 2-core laptop about two hours, nearly all of it in
 ``SimpleVGG`` and ``SimpleResNet`` (~220-240 MMAC per image each, near what two cores compute). On a CPU the
-notebook therefore trains under a one-cycle learning-rate schedule (a warm-up to a peak, then a decay to
-almost zero, once over the whole run), with AdamW (the MLP: the lab's SGD with momentum 0.9 and weight decay),
-with which ``vislab mnist train`` took the large networks past the lab's accuracy in 2 epochs; batch 128 and channels-last (NHWC) convolutions, which oneDNN runs
-faster; and bfloat16 autocast for the two large networks where the CPU computes bfloat16 natively and a short
-probe finds it faster (:func:`vislab.mnist.precision.resolve_precision`), fp32 elsewhere. The training loop
-stays the lab's: these are its arguments. Measured figures: docs/benchmarks.md, "The lab notebooks in full
-mode".
+notebook therefore trains under a one-cycle learning-rate schedule (a warm-up to a peak, then a decay to almost
+zero, once over the whole run), with AdamW (the MLP: the lab's SGD with momentum 0.9 and weight decay), with
+which ``vislab mnist train`` took the large networks past the lab's accuracy in 2 epochs; batch 128 and
+channels-last (NHWC) convolutions, which oneDNN runs faster; and bfloat16 autocast for the two large networks
+where the CPU computes bfloat16 natively and a short probe finds it faster
+(:func:`vislab.mnist.precision.resolve_precision`), fp32 elsewhere. The training loop stays the lab's: these are
+its arguments. Measured figures: docs/benchmarks.md, "The lab notebooks in full mode".
 """
 
 from __future__ import annotations
