@@ -191,7 +191,8 @@ def test_predict_disparity_onnx_refuses_options_fixed_in_the_file(tiny):
     assert result.info["runtime"] == "onnxruntime" and result.info["max_disp"] == MAX_DISP
     bad = [({"weights": tiny["ckpt"]}, "exclude each other"), ({"method": "sgbm"}, "--method sgbm"),
            ({"max_disp": 24}, "exported with --max-disp 20"), ({"estimator": "softargmin"}, "--estimator dominant"),
-           ({"estimator_window": 2}, "--estimator-window 4"), ({"align_corners": True}, "without --align-corners")]
+           ({"estimator_window": 2}, "--estimator-window 4"), ({"align_corners": True}, "without --align-corners"),
+           ({"lr_view": "volume"}, "--lr-view volume needs the PyTorch model"), ({"lr_view": "half"}, "--lr-view half")]
     for kwargs, message in bad:
         with pytest.raises(VislabError, match=message):
             predict_disparity(left, right, onnx=tiny["dynamic"], **kwargs)

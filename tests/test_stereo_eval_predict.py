@@ -371,6 +371,9 @@ def test_cli_predict_bundled_example_with_its_calibration_and_ground_truth(tmp_p
     np.testing.assert_allclose(depth[250, 370], 994.978 * 193.001 / (disp[250, 370] + 31.086), rtol=1e-5)
     assert main(["stereo", "predict", "left.png", "--example", "motorcycle", "--method", "sgbm"]) == 2
     assert "either LEFT RIGHT or --example" in capsys.readouterr().err
+    for option in (["--rectify", "auto"], ["--swap"]):  # refused, not silently ignored
+        assert main(["stereo", "predict", "--example", "motorcycle", "--method", "sgbm", *option]) == 2
+        assert "--rectify and --swap are for a pair of your own" in capsys.readouterr().err
     assert main(["stereo", "predict", "--method", "sgbm"]) == 2
     assert "give the LEFT and RIGHT images" in capsys.readouterr().err
 

@@ -320,13 +320,18 @@ def cached_runner(path: str | os.PathLike, device: str = "auto") -> StereoOnnx:
 def predict_onnx(path: str | os.PathLike, left: np.ndarray, right: np.ndarray, *, method: str = "psmnet",
                  weights: str | os.PathLike | None = None, max_disp: int | None = None, align_corners: bool = False,
                  device: str = "auto", estimator: str | None = None, estimator_window: int | None = None,
-                 lr_check: float = 0.0) -> tuple[np.ndarray, np.ndarray | None, float, dict[str, Any]]:
+                 lr_check: float = 0.0, lr_view: str | None = None
+                 ) -> tuple[np.ndarray, np.ndarray | None, float, dict[str, Any]]:
     """``predict_disparity(..., onnx=path)``: (disparity, confidence or None, seconds, info) from ONNX Runtime.
 
     The options that ``predict_disparity`` takes for PyTorch are fixed inside the exported file; giving one
     that disagrees with it is a one-line VislabError rather than being silently ignored. ``lr_check`` > 0 runs
-    the graph on the mirrored, swapped pair too and applies the same left-right check as PyTorch.
+    the graph on the mirrored, swapped pair too and applies the same left-right check as PyTorch, with the
+    full-size right view (``lr_view`` None or ``"full"``; the cheaper views need the PyTorch model).
     """
+    if lr_view not in (None, "full"):
+        raise VislabError(f"--onnx checks with the full-size right view; --lr-view {lr_view} needs the PyTorch model "
+                          f"(drop --onnx)")
     if method != "psmnet":
         raise VislabError(f"--onnx runs an exported PSMNet; it cannot be combined with --method {method}")
     if weights is not None:

@@ -165,7 +165,8 @@ def predict_disparity_stages(left: ImageInput, right: ImageInput, *, weights: st
 
         disp, conf, seconds, info = predict_onnx(
             onnx, left_rgb, right_rgb, method=method, weights=weights, max_disp=fixed, align_corners=align_corners,
-            device=device, estimator=estimator, estimator_window=estimator_window, lr_check=lr_check)
+            device=device, estimator=estimator, estimator_window=estimator_window, lr_check=lr_check,
+            lr_view=lr_view)
         yield StereoPrediction(disp, conf, seconds, {**info, "final": True})
         return
     if method == "sgbm":
@@ -247,6 +248,9 @@ def run_predict(args: argparse.Namespace) -> int:
     if example:
         if args.left or args.right:
             raise VislabError("give either LEFT RIGHT or --example, not both")
+        if getattr(args, "rectify", "none") != "none" or getattr(args, "swap", False):
+            raise VislabError("--rectify and --swap are for a pair of your own; the bundled example is rectified, "
+                              "left view first")
         left, right, gt, example_camera = load_example(example)
         args.left = args.right = example  # names the outputs and the report
     elif not (args.left and args.right):
@@ -305,7 +309,7 @@ def run_predict(args: argparse.Namespace) -> int:
     if info.get("onnx"):
         notes.append(f"ONNX Runtime: {info['onnx']} ({', '.join(info['providers'])}), estimator {info['estimator']}")
     if info.get("lr_check"):
-        view = info.get("lr_view", "full")  # (an ONNX graph checks with the full-size view)
+        view = info.get("lr_view", "full")  # an ONNX graph checks with the full-size view (others are refused)
         notes.append(f"left-right check ({info['lr_check']:g} px) with the right view at {view} size: "
                      f"{100 * info['lr_refilled']:.1f}% of the pixels refilled from their row's background "
                      "(confidence 0 there); --lr-check 0 turns it off")
