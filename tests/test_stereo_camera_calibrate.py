@@ -122,3 +122,29 @@ def test_calibrate_with_a_charuco_board(views_dir, tmp_path, capsys):
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1, err
         assert not out.exists()
+
+
+def test_a_partly_hidden_charuco_board_still_calibrates(views_dir, tmp_path, capsys):
+    # What ChArUco is for: a board partly hidden (a hand, the image border) still gives corners with their ids.
+    # Here the left view loses the board's right quarter and the right view its left quarter, so the two share
+    # only the corners of its middle half, and each view is calibrated from the corners that both see.
+    from vislab.stereo.camera.calibrate import Charuco
+
+    _, rig = views_dir
+    pattern = Charuco(0.0225).board((7, 5), 0.03).generateImage((7 * 60, 5 * 60), marginSize=0)
+    root = tmp_path / "hidden"
+    background = round(0.45 * 255)  # synthetic_rig's wall
+    for i, pair in enumerate(render_chessboard_views(rig, (6, 4), 0.03, 10, seed=3, pattern=pattern)):
+        for side, img in zip(("left", "right"), pair, strict=True):
+            xs = np.nonzero(np.abs(img.astype(int) - background).max(axis=0) > 40)[0]  # the board's columns
+            quarter = (xs.max() - xs.min()) // 4
+            hidden = slice(xs.max() - quarter, None) if side == "left" else slice(0, xs.min() + quarter)
+            img[:, hidden] = background
+            (root / side).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(img).save(root / side / f"{i}.png")
+    out = tmp_path / "hidden.yaml"
+    assert main(["stereo", "calibrate", "--left-dir", str(root / "left"), "--right-dir", str(root / "right"),
+                 "--board", "7x5", "--square", "30mm", "--charuco", "--marker", "22.5mm", "--out", str(out)]) == 0
+    assert "from 10 of 10 pairs" in capsys.readouterr().out
+    loaded = read_calibration(out)
+    assert loaded.rig.baseline == pytest.approx(BASELINE, rel=0.02) and loaded.rig.rms < 0.5
