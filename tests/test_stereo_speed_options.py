@@ -151,7 +151,7 @@ def test_the_stages_give_the_networks_answer_first_then_the_checked_one(tiny_ckp
     rng = np.random.default_rng(2)
     pair = rng.random((2, 64, 96, 3), dtype=np.float32)
     stages = list(predict_disparity_stages(pair[0], pair[1], weights=tiny_ckpt))
-    assert [s.info["final"] for s in stages] == [False, True]
+    assert [s.final for s in stages] == [False, True]
     first, last = stages
     assert first.info["lr_check"] == 0.0 and last.info["lr_check"] == 2.0 and last.info["lr_refilled"] > 0
     assert first.seconds < last.seconds
@@ -166,7 +166,7 @@ def test_the_stages_give_the_networks_answer_first_then_the_checked_one(tiny_ckp
     for options in ({"lr_check": 0, "weights": tiny_ckpt}, {"lr_view": "volume", "weights": tiny_ckpt},
                     {"method": "sgbm"}):
         (only,) = predict_disparity_stages(pair[0], pair[1], **options)
-        assert only.info["final"] is True
+        assert only.final is True
 
 
 def test_the_right_views_logits_are_the_left_volume_sheared():

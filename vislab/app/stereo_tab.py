@@ -231,7 +231,7 @@ def stream_stereo(left_path: str | os.PathLike | None, right_path: str | os.Path
     step(0.05, "PSMNet: choosing the disparity range, then matching")
     for net in predict_disparity_stages(left, right, weights=weights, method="psmnet", device=device,
                                         max_disp="auto"):
-        if not net.info["final"]:
+        if not net.final:
             yield _stereo_output(pair, net, None)
             step(0.5, "PSMNet: the left-right check (the right view's disparity)")
     step(0.85, "SGBM")

@@ -67,13 +67,15 @@ class StereoPrediction:
 
     ``disparity``: float32 (H, W) in pixels of the left image; ``confidence``: float32 (H, W) in [0, 1] (the
     network's probability mass around its estimate; None for SGBM); ``seconds``: wall time of the prediction
-    (model loading excluded); ``info``: method, max_disp and, for PSMNet, the checkpoint's name/path/source.
+    (model loading excluded); ``info``: method, max_disp and, for PSMNet, the checkpoint's name/path/source;
+    ``final``: False only for the first of ``predict_disparity_stages``' two answers.
     """
 
     disparity: np.ndarray
     confidence: np.ndarray | None
     seconds: float
     info: dict[str, Any] = field(default_factory=dict)
+    final: bool = True
 
 
 ImageInput = np.ndarray | Image.Image | str | Path
@@ -146,7 +148,7 @@ def predict_disparity_stages(left: ImageInput, right: ImageInput, *, weights: st
                              lr_view: str | None = None, precision: str = "auto",
                              onnx: str | Path | None = None) -> Iterator[StereoPrediction]:
     """:func:`predict_disparity`'s answers as they come, the same arguments: with PSMNet's left-right check
-    at full or half size, first the network's own answer (``info["final"]`` False, ``lr_check`` 0 in its info),
+    at full or half size, first the network's own answer (``final`` False, ``lr_check`` 0 in its info),
     then the checked one (``final`` True; the last answer always is, and equals ``predict_disparity``'s). The
     first costs nothing extra (the check starts from it) and comes in about half the time: the app shows it
     while the check runs. ``seconds`` counts from the start of the prediction to each answer.
@@ -167,7 +169,7 @@ def predict_disparity_stages(left: ImageInput, right: ImageInput, *, weights: st
             onnx, left_rgb, right_rgb, method=method, weights=weights, max_disp=fixed, align_corners=align_corners,
             device=device, estimator=estimator, estimator_window=estimator_window, lr_check=lr_check,
             lr_view=lr_view)
-        yield StereoPrediction(disp, conf, seconds, {**info, "final": True})
+        yield StereoPrediction(disp, conf, seconds, info)
         return
     if method == "sgbm":
         from vislab.stereo.sgbm import sgbm_disparity
@@ -176,7 +178,7 @@ def predict_disparity_stages(left: ImageInput, right: ImageInput, *, weights: st
         start = time.perf_counter()
         disp = sgbm_disparity(left_rgb, right_rgb, sgbm_range)
         yield StereoPrediction(disp, None, time.perf_counter() - start,
-                               {"method": "sgbm", "max_disp": sgbm_range, "final": True})
+                               {"method": "sgbm", "max_disp": sgbm_range})
         return
     if method != "psmnet":
         raise VislabError(f"unknown method {method!r}; choose psmnet or sgbm")
@@ -207,7 +209,7 @@ def predict_disparity_stages(left: ImageInput, right: ImageInput, *, weights: st
                                 "estimator": estimator, "estimator_window": estimator_window,
                                 "lr_check": lr_check if stage.final else 0.0, "lr_view": lr_view,
                                 "lr_refilled": stage.refilled, "precision": precision,
-                                "precision_note": precision_why, "final": stage.final})
+                                "precision_note": precision_why}, final=stage.final)
 
 
 def peak_memory_mb() -> float:
