@@ -8,7 +8,7 @@ from vislab.core.errors import VislabError
 from vislab.stereo.datasets.synthetic import SyntheticStereo, render_scene
 from vislab.stereo.loss import ADLParams, adl_cross_entropy, adl_loss, adl_modes, adl_target, expected_disparity
 from vislab.stereo.models import create_model
-from vislab.stereo.models.volume import _dominant_mode, regress_chunked, soft_argmin, upsampled_logits
+from vislab.stereo.models.volume import dominant_mode, regress_chunked, soft_argmin, upsampled_logits
 from vislab.stereo.transforms import PhotometricAugment, asymmetric_augment, gaussian_blur, train_transform
 
 # ------------------------------------------------------------------------------------------- estimators
@@ -19,7 +19,7 @@ def test_dominant_mode_by_hand():
     w[0, [3, 4, 15], 0] = torch.tensor([0.3, 0.3, 0.4])  # two modes: 3.5 (mass 0.6) and 15 (mass 0.4)
     w[0, 10, 1] = 1.0  # one sharp peak
     w[0, [0, 1], 2] = torch.tensor([1.0, 3.0])  # a mode at the lower border: the window is clipped
-    est, mass = _dominant_mode(w, 2)
+    est, mass = dominant_mode(w, 2)
     torch.testing.assert_close(est, torch.tensor([[3.5, 10.0, 0.75]]))
     torch.testing.assert_close(mass, torch.tensor([[0.6, 1.0, 4.0]]))
     # soft-argmin would average the two modes of pixel 0 into a disparity that belongs to neither

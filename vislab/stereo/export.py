@@ -46,7 +46,7 @@ from vislab.stereo.models.volume import (
     DEFAULT_ESTIMATOR,
     DEFAULT_ESTIMATOR_WINDOW,
     ESTIMATORS,
-    _dominant_mode,
+    dominant_mode,
 )
 from vislab.stereo.refine import check_left_right
 from vislab.stereo.transforms import IMAGENET_MEAN, IMAGENET_STD
@@ -166,7 +166,7 @@ class PSMNetOnnx(nn.Module):
         total = weights.sum(dim=1)
         confidence = None
         if self.estimator == "dominant":
-            disparity, mass = _dominant_mode(weights, self.window)
+            disparity, mass = dominant_mode(weights, self.window)
             if self.confidence:
                 confidence = (mass / total).reshape(b, h, w)
             return disparity.reshape(b, h, w), confidence

@@ -203,7 +203,7 @@ def _estimate(weights: torch.Tensor, estimator: str, window: int, disp_values: t
     """One band's unnormalised softmax weights (B, D, N) -> (disparity (B, N), confidence (B, N) or None)."""
     total = weights.sum(dim=1)
     if estimator == "dominant":
-        est, mass = _dominant_mode(weights, window)
+        est, mass = dominant_mode(weights, window)
         return est, mass.div_(total) if return_confidence else None
     est = torch.matmul(disp_values, weights).div_(total)
     if not return_confidence:
@@ -213,7 +213,7 @@ def _estimate(weights: torch.Tensor, estimator: str, window: int, disp_values: t
     return est, mass.div_(total.view_as(mass)).view(b, n)
 
 
-def _dominant_mode(weights: torch.Tensor, window: int) -> tuple[torch.Tensor, torch.Tensor]:
+def dominant_mode(weights: torch.Tensor, window: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Dominant-mode disparity of unnormalised softmax weights (B, D, N) -> (estimate (B, N), window mass (B, N)).
 
     The window ``[k - window, k + window]`` (clipped to [0, D - 1]) with the largest summed weight is chosen
