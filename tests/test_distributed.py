@@ -27,7 +27,7 @@ def _torchrun(out, nproc: int = 2, *extra: str) -> subprocess.CompletedProcess:
 def test_two_gloo_processes_hold_identical_weights_and_only_rank0_writes(tmp_path):
     out = tmp_path / "ddp"
     proc = _torchrun(out, 2, "--iters", "3", "--save-every", "1")
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.returncode == 0, proc.stdout[-1500:] + proc.stderr[-3000:]
     check = json.loads((out / "ddp_check.json").read_text())
     assert check["world_size"] == 2 and check["in_sync"]
     assert check["parameters_sha256"][0] == check["parameters_sha256"][1]

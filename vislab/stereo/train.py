@@ -343,7 +343,11 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False) -> nn.Module:
     """Run (or resume) a training run into ``out``; returns the trained PSMNet (on every rank)."""
     distributed = dist_utils.init_from_env(cfg.device)
     try:
-        return _train(cfg, Path(out), resume, distributed)
+        net = _train(cfg, Path(out), resume, distributed)
+        # Every rank waits for rank 0's last writes: no rank tears its gloo connections down while another
+        # may still use them (a rank that left early was seen to abort in CI).
+        dist_utils.barrier()
+        return net
     finally:
         dist_utils.cleanup()
 
